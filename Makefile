@@ -1,0 +1,34 @@
+# riskhub: `make run` serves on embedded defaults, `make test` runs everything, `make bench` measures.
+export UV_PYTHON_DOWNLOADS := never
+UV := python3 -m uv
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test bench lint format sync ensure-uv system-deps
+
+ensure-uv:
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check "uv>=0.4,<1"
+
+sync: ensure-uv
+	@$(UV) sync --frozen --quiet
+
+run: sync
+	$(UV) run --frozen riskhub serve --host $(HOST) --port $(PORT)
+
+system-deps:
+	@bash scripts/install_system_deps.sh
+
+lint: sync
+	$(UV) run --frozen ruff check src tests bench scripts
+	$(UV) run --frozen ruff format --check src tests bench scripts
+	$(UV) run --frozen mypy
+
+format: sync
+	$(UV) run --frozen ruff format src tests bench scripts
+	$(UV) run --frozen ruff check --fix src tests bench scripts
+
+test: system-deps sync lint
+	$(UV) run --frozen pytest -q -ra $(PYTEST_ARGS)
+
+bench: system-deps sync
+	$(UV) run --frozen python bench/run.py $(BENCH_ARGS)

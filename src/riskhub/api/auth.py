@@ -1,0 +1,49 @@
+"""Bearer-token auth: ``tokens`` read and write, ``read_tokens`` only read. Several tokens may be
+valid at once (rotation). Every configured token is compared, in constant time, on every request."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterable
+
+from riskhub.errors import Forbidden, Unauthorized
+
+
+class TokenAuth:
+    """Checks an ``Authorization`` header value."""
+
+    def __init__(self, write_tokens: Iterable[str], read_tokens: Iterable[str] = ()) -> None:
+        self._writers = [t.encode() for t in write_tokens]
+        self._readers = [t.encode() for t in read_tokens]
+        if not self._writers:
+            raise ValueError("tokens: at least one read-write token is required")
+
+    def require(self, authorization: str | None, *, write: bool) -> None:
+        """Raise ``Unauthorized`` (401) or ``Forbidden`` (403) unless the header grants access."""
+        token = _bearer(authorization)
+        if token is None:
+            raise Unauthorized("Authorization: a Bearer token is required", field="Authorization")
+        writer = _matches_any(token, self._writers)
+        reader = _matches_any(token, self._readers)
+        if not (writer or reader):
+            raise Unauthorized("Authorization: unknown token", field="Authorization")
+        if write and not writer:
+            raise Forbidden("Authorization: this token may only read", field="Authorization")
+
+
+def _bearer(header: str | None) -> bytes | None:
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token.encode("utf-8", "surrogateescape")
+
+
+def _matches_any(token: bytes, candidates: list[bytes]) -> bool:
+    # No short-circuit: the time taken does not reveal which token (if any) matched.
+    matched = False
+    for candidate in candidates:
+        matched |= hmac.compare_digest(token, candidate)
+    return matched

@@ -1,0 +1,143 @@
+"""HTTP routes: parse the request, call the hub, shape the response. Nothing else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from riskhub.bootstrap import Components
+from riskhub.errors import ContractError, PayloadTooLarge
+from riskhub.hub import iso_utc
+from riskhub.store import InsertResult, StoredSnapshot
+
+router = APIRouter(prefix="/risk-hub/worlds/{world_id}/snapshots")
+JSON = "application/json"
+
+
+def components(request: Request) -> Components:
+    """The running hub's parts (set by the app's lifespan)."""
+    parts: Components = request.app.state.components
+    return parts
+
+
+def authorize(request: Request, *, write: bool) -> Components:
+    """Check the bearer token and return the hub's parts."""
+    parts = components(request)
+    request.app.state.auth.require(request.headers.get("authorization"), write=write)
+    return parts
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refused with 413 as soon as it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"body: larger than {limit} bytes", field="body")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body: larger than {limit} bytes", field="body")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post("", status_code=201)
+async def post_snapshot(world_id: str, request: Request) -> Response:
+    """Store a snapshot: 201 new, 200 idempotent retry."""
+    parts = authorize(request, write=True)
+    raw = await read_body(request, parts.settings.max_body_bytes)
+    result = await parts.hub.write_snapshot(
+        world_id,
+        raw,
+        actor=request.headers.get("x-actor"),
+        stage=request.headers.get("x-stage"),
+        correlation_id=request.headers.get("x-correlation-id"),
+    )
+    location = f"/risk-hub/worlds/{world_id}/snapshots/lookup?version={result.snapshot.version}"
+    return Response(
+        orjson.dumps(_receipt(result)),
+        status_code=201 if result.created else 200,
+        media_type=JSON,
+        headers={"Location": location},
+    )
+
+
+def _receipt(result: InsertResult) -> dict[str, Any]:
+    snap = result.snapshot
+    return {
+        "world_id": snap.world_id,
+        "version": snap.version,
+        "hash": snap.hash,
+        "created": result.created,
+        "created_at": iso_utc(snap.created_at),
+        "expires_at": iso_utc(snap.expires_at),
+        "stage": snap.stage,
+        "actor": snap.actor,
+    }
+
+
+@router.get("/latest")
+async def get_latest(
+    world_id: str,
+    request: Request,
+    stage: str | None = None,
+    actor: str | None = None,
+    expand: bool = False,
+) -> Response:
+    """The newest unexpired snapshot (404 naming it when it has expired)."""
+    parts = authorize(request, write=False)
+    snapshot = await parts.hub.latest_snapshot(world_id, stage=_stage(parts, stage), actor=actor)
+    return await _snapshot_response(parts, snapshot, expand)
+
+
+@router.get("")
+async def list_snapshots(
+    world_id: str,
+    request: Request,
+    limit: int = 100,
+    stage: str | None = None,
+    actor: str | None = None,
+    expand: bool = False,
+) -> Response:
+    """History, newest first; expired snapshots are marked ``"expired": true``."""
+    parts = authorize(request, write=False)
+    found = await parts.hub.list_snapshots(world_id, limit=limit, stage=_stage(parts, stage), actor=actor)
+    now = parts.hub.clock()
+    if expand:
+        items = [orjson.dumps(await parts.hub.expand(s)) for s in found]
+    else:
+        items = [s.response_body(now) for s in found]
+    body = b'{"world_id":%s,"snapshots":[%s]}' % (orjson.dumps(world_id), b",".join(items))
+    return Response(body, media_type=JSON)
+
+
+@router.get("/lookup")
+async def lookup_snapshot(
+    world_id: str,
+    request: Request,
+    version: str | None = None,
+    as_of: str | None = None,
+    expand: bool = False,
+) -> Response:
+    """One snapshot by ``version``, or the newest at or before ``as_of``."""
+    parts = authorize(request, write=False)
+    snapshot = await parts.hub.lookup_snapshot(world_id, version=version, as_of=as_of)
+    return await _snapshot_response(parts, snapshot, expand)
+
+
+async def _snapshot_response(parts: Components, snapshot: StoredSnapshot, expand: bool) -> Response:
+    if expand:
+        return Response(orjson.dumps(await parts.hub.expand(snapshot)), media_type=JSON)
+    return Response(snapshot.response_body(parts.hub.clock()), media_type=JSON)
+
+
+def _stage(parts: Components, stage: str | None) -> str | None:
+    if stage is None:
+        return None
+    stage = stage.lower()
+    if stage not in parts.settings.allowed_stages:
+        raise ContractError(f"stage: must be one of {sorted(parts.settings.allowed_stages)}", field="stage")
+    return stage

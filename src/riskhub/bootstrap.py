@@ -1,0 +1,153 @@
+"""The one composition root: builds store, cache, blobs, bus, hub, relay and consumer from Settings.
+
+Nothing configured -> embedded (SQLite file, in-process cache, files, in-process bus) under
+``data_dir``; each ``*_url`` setting swaps in the production implementation of that part only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from riskhub.blobs import BlobStore, FileBlobStore
+from riskhub.bus import Publisher
+from riskhub.bus.consumer import ConsumerPolicy, SnapshotConsumer
+from riskhub.bus.memory import MemoryBus
+from riskhub.bus.relay import OutboxRelay
+from riskhub.cache import LatestCache, MemoryCache
+from riskhub.config import Settings
+from riskhub.hub import Hub, HubLimits, utc_now
+from riskhub.metrics import Metrics
+from riskhub.store import SnapshotStore
+from riskhub.store.sqlite import SqliteStore
+from riskhub.workers import DEFAULT_WORKERS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Components:
+    """Everything a running hub holds; built by ``build_components``, started by ``start``."""
+
+    settings: Settings
+    metrics: Metrics
+    store: SnapshotStore
+    cache: LatestCache
+    blobs: BlobStore
+    publisher: Publisher
+    hub: Hub
+    relay: OutboxRelay
+    consumer: SnapshotConsumer
+    memory_bus: MemoryBus | None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def start(self, *, background: bool = True) -> None:
+        """Open the store (migrations) and start the relay/consumer tasks the settings ask for."""
+        await self.store.open()
+        if self.memory_bus is not None and self.settings.run_consumer:
+            self.memory_bus.subscribe(self.settings.controlbus_topic, self.consumer.handle)
+        if background and self.settings.run_relay:
+            self.tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
+
+    async def stop(self) -> None:
+        """Cancel background tasks and close every adapter."""
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.tasks.clear()
+        for closer in (self.publisher.close, self.cache.close, self.blobs.close, self.store.close):
+            try:
+                await closer()
+            except Exception:
+                log.exception("error while closing %s", closer)
+
+
+def build_store(settings: Settings) -> SnapshotStore:
+    """SQLite under data_dir unless ``database_url`` names PostgreSQL."""
+    url = settings.database_url
+    if url is None:
+        return SqliteStore(settings.data_dir / "riskhub.sqlite3", synchronous=settings.sqlite_synchronous)
+    if url.startswith("sqlite:///"):
+        return SqliteStore(_path_of(url), synchronous=settings.sqlite_synchronous)
+    raise ValueError(f"database_url: unsupported scheme in {url.split(':', 1)[0]!r}")
+
+
+def build_cache(settings: Settings) -> LatestCache:
+    """In-process unless ``redis_url`` is set."""
+    if settings.redis_url is None:
+        return MemoryCache()
+    raise ValueError("redis_url: the Redis cache is not available in this build")
+
+
+def build_blobs(settings: Settings) -> BlobStore:
+    """Files under data_dir unless ``blob_url`` says otherwise."""
+    url = settings.blob_url
+    if url is None:
+        return FileBlobStore((settings.data_dir / "blobs").absolute())
+    if url.startswith("file://"):
+        return FileBlobStore(_path_of(url))
+    raise ValueError(f"blob_url: unsupported scheme in {url.split(':', 1)[0]!r}")
+
+
+def _path_of(url: str) -> Path:
+    return Path(url.split("://", 1)[1]).absolute()
+
+
+def build_components(settings: Settings) -> Components:
+    """Wire every part from settings; nothing is connected until ``start``."""
+    metrics = Metrics()
+    store, cache, blobs = build_store(settings), build_cache(settings), build_blobs(settings)
+    memory_bus = MemoryBus() if settings.controlbus_brokers is None else None
+    if memory_bus is None:
+        raise ValueError("controlbus_brokers: the Kafka bus is not available in this build")
+    publisher: Publisher = memory_bus
+    relay = OutboxRelay(
+        store,
+        publisher,
+        metrics,
+        topic=settings.controlbus_topic,
+        source=settings.event_source,
+        clock=utc_now,
+        batch_size=settings.relay_batch_size,
+    )
+    hub = Hub(
+        store=store,
+        cache=cache,
+        blobs=blobs,
+        metrics=metrics,
+        limits=HubLimits(settings.contract_rules, settings.inline_cov_threshold),
+        clock=utc_now,
+        on_commit=relay.notify,
+    )
+    consumer = SnapshotConsumer(
+        store=store,
+        blobs=blobs,
+        workers=DEFAULT_WORKERS,
+        metrics=metrics,
+        dlq=publisher,
+        policy=ConsumerPolicy(
+            max_attempts=settings.max_attempts,
+            retry_backoff_s=settings.retry_backoff_sec,
+            dlq_topic=settings.dlq_topic,
+            source=settings.event_source,
+            allowed_stages=frozenset(settings.allowed_stages),
+        ),
+        clock=utc_now,
+    )
+    return Components(
+        settings=settings,
+        metrics=metrics,
+        store=store,
+        cache=cache,
+        blobs=blobs,
+        publisher=publisher,
+        hub=hub,
+        relay=relay,
+        consumer=consumer,
+        memory_bus=memory_bus,
+    )

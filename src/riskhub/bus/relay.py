@@ -1,0 +1,129 @@
+"""Outbox relay: publishes committed outbox events to the bus, in outbox order per world.
+
+An event is marked published only after the bus acknowledged it. If the bus is down, events stay
+in the outbox (snapshots keep being accepted) and go out when it is back, with backoff between
+failing passes. Within a pass, once a world's event fails, that world's later events wait for
+the next pass, so per-world order on the topic follows outbox (POST) order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+import orjson
+
+from riskhub.bus import Publisher
+from riskhub.bus.codec import encode_event
+from riskhub.metrics import Metrics
+from riskhub.store import OutboxEvent, SnapshotStore
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_S = 5.0
+
+
+class OutboxRelay:
+    """Moves outbox rows to the bus."""
+
+    def __init__(
+        self,
+        store: SnapshotStore,
+        publisher: Publisher,
+        metrics: Metrics,
+        *,
+        topic: str,
+        source: str,
+        clock: Callable[[], datetime],
+        batch_size: int = 200,
+        idle_wait_s: float = 1.0,
+    ) -> None:
+        self._store = store
+        self._publisher = publisher
+        self._metrics = metrics
+        self._topic = topic
+        self._source = source
+        self._clock = clock
+        self._batch_size = batch_size
+        self._idle_wait_s = idle_wait_s
+        self._wakeup = asyncio.Event()
+
+    def notify(self) -> None:
+        """Wake the relay: a new event was committed."""
+        self._wakeup.set()
+
+    async def publish_pending(self) -> tuple[int, int]:
+        """One pass over pending events; returns (published, failed)."""
+        events = await self._store.claim_outbox(self._batch_size)
+        published: list[int] = []
+        failed, blocked = 0, set()
+        try:
+            for event in events:
+                if event.world_id in blocked:
+                    continue
+                if await self._publish(event):
+                    published.append(event.id)
+                else:
+                    failed += 1
+                    blocked.add(event.world_id)
+        finally:
+            await self._store.mark_published(published)
+            unsent = [e.id for e in events if e.id not in set(published)]
+            await self._store.release_claims(unsent)
+        self._metrics.outbox_published.inc(len(published))
+        return len(published), failed
+
+    async def _publish(self, event: OutboxEvent) -> bool:
+        record = encode_event(
+            event_id=event.event_id,
+            event_type=event.event_type,
+            source=self._source,
+            data=orjson.loads(event.data),
+            key=event.world_id,
+            time=event.created_at,
+            correlation_id=event.correlation_id,
+        )
+        try:
+            await self._publisher.send(self._topic, record)
+        except Exception as exc:  # any bus failure: keep the event, retry on a later pass
+            self._metrics.outbox_publish_errors.inc()
+            log.warning("publish of outbox event %s failed: %s", event.id, exc)
+            await self._store.mark_failed(event.id, f"{type(exc).__name__}: {exc}")
+            return False
+        self._metrics.relay_latency.observe((self._clock() - event.created_at).total_seconds())
+        return True
+
+    async def run(self, *, until_idle: bool = False) -> None:
+        """Publish forever (or until nothing is pending), sleeping when idle, backing off on errors."""
+        failures = 0
+        while True:
+            self._wakeup.clear()
+            try:
+                published, failed = await self.publish_pending()
+                await self.refresh_backlog_metrics()
+            except Exception:
+                log.exception("outbox relay pass failed")
+                published, failed = 0, 1
+            if until_idle and published == 0 and failed == 0:
+                return
+            failures = failures + 1 if failed else 0
+            if failures:
+                await asyncio.sleep(min(0.1 * 2**failures, MAX_BACKOFF_S))
+            elif published < self._batch_size:
+                await self._wait_for_work()
+
+    async def _wait_for_work(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), self._idle_wait_s)
+
+    async def refresh_backlog_metrics(self) -> None:
+        """Update the backlog gauges from the store."""
+        backlog = await self._store.outbox_backlog()
+        self._metrics.outbox_backlog.set(backlog.pending)
+        age = 0.0
+        if backlog.oldest_created_at is not None:
+            age = (self._clock() - backlog.oldest_created_at).total_seconds()
+        self._metrics.outbox_oldest_age.set(max(age, 0.0))

@@ -1,0 +1,478 @@
+"""The snapshot contract shared by producers and the hub: validation, normalization, hash, dedupe key.
+
+Pure: no I/O and no server imports, so a producer can validate and hash exactly as the hub does.
+Every rejection names the field (``ContractError.field``) and says what was expected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import blake3
+import orjson
+
+from riskhub.canonical import canonical_json
+from riskhub.errors import ContractError, Forbidden, MalformedRequest
+
+DEFAULT_TTL_S = 900
+MAX_TTL_S = 86_400
+MAX_SERIES_POINTS = 200_000
+MAX_TOTAL_POINTS = 1_000_000
+WEIGHT_SUM_TOLERANCE = 1e-3
+DEFAULT_STAGES = frozenset({"backtest", "paper", "live"})
+HASH_ALGORITHMS = ("sha256", "blake3")
+OFFLOADABLE_PARTS = ("covariance", "realized_returns", "stress")
+# Set by the hub, never hashed, ignored when a producer sends them.
+SERVER_FIELDS = frozenset({"created_at", "expired", "hub_offloaded", "event_version", "idempotency_key"})
+COVARIANCE_SEPARATOR = ","
+
+_WORLD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
+_HASH = re.compile(r"(sha256|blake3):([0-9a-f]{64})")
+
+
+@dataclass(frozen=True, slots=True)
+class ContractRules:
+    """The configurable part of the contract."""
+
+    default_ttl_s: int = DEFAULT_TTL_S
+    max_ttl_s: int = MAX_TTL_S
+    allowed_stages: frozenset[str] = DEFAULT_STAGES
+    allowed_actors: frozenset[str] = frozenset()  # empty: any actor
+    require_stage: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A validated, normalized snapshot and the digests of its canonical JSON."""
+
+    world_id: str
+    version: str
+    as_of: datetime
+    ttl_s: int
+    actor: str
+    stage: str | None
+    hash: str  # as supplied by the producer, or computed sha256
+    body: dict[str, Any]  # the normalized snapshot, without hash and server fields
+    digests: dict[str, str] = field(repr=False)  # algorithm -> "<algo>:<hex>" of the body
+
+    @property
+    def dedupe_key(self) -> str:
+        """The consumer's idempotency key for this snapshot."""
+        return dedupe_key(self.world_id, self.version, self.hash, self.actor, self.stage)
+
+
+def dedupe_key(world_id: str, version: str, hash_: str, actor: str, stage: str | None) -> str:
+    """``world_id|version|hash|actor|stage`` (an absent stage is the empty string)."""
+    return f"{world_id}|{version}|{hash_}|{actor}|{stage or ''}"
+
+
+def parse_json(raw: bytes) -> Any:
+    """Parse a body as ``json.loads`` would (big integers and NaN literals included), else 400."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        # orjson refuses integers over 64 bits, NaN/Infinity and lone surrogates; json.loads
+        # takes them, so the contract can reject a NaN weight by name instead of "bad JSON".
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise MalformedRequest(f"body: not valid JSON ({exc})", field="body") from None
+
+
+def digest(canonical: bytes, algorithm: str) -> str:
+    """``"<algo>:<hex>"`` of canonical bytes."""
+    if algorithm == "sha256":
+        return "sha256:" + hashlib.sha256(canonical).hexdigest()
+    if algorithm == "blake3":
+        return "blake3:" + blake3.blake3(canonical).hexdigest()
+    raise ValueError(f"unknown hash algorithm {algorithm!r}")
+
+
+def snapshot_hash(body: Mapping[str, Any], algorithm: str = "sha256") -> str:
+    """Hash of a normalized snapshot body (what a producer sends as ``hash``)."""
+    return digest(canonical_json(body), algorithm)
+
+
+def hashed_view(stored: Mapping[str, Any], resolve: Callable[[str], Any]) -> dict[str, Any]:
+    """What a stored or event snapshot's ``hash`` certifies: hub-offloaded refs resolved back
+    under their part names (``resolve(ref)`` returns the part), server fields and hash removed."""
+    view = {k: v for k, v in stored.items() if k not in SERVER_FIELDS and k != "hash"}
+    for part in stored.get("hub_offloaded") or ():
+        view[part] = resolve(view.pop(f"{part}_ref"))
+    return view
+
+
+def verify_hash(stored: Mapping[str, Any], resolve: Callable[[str], Any]) -> bool:
+    """True when a stored or event snapshot matches its own ``hash``."""
+    claimed = stored.get("hash")
+    match = _HASH.fullmatch(claimed) if isinstance(claimed, str) else None
+    if match is None:
+        return False
+    return snapshot_hash(hashed_view(stored, resolve), match.group(1)) == claimed
+
+
+def check_world_id(world_id: str) -> str:
+    """A world id is 1-128 chars of letters, digits and ``._:@-``, starting alphanumeric."""
+    if not _WORLD_ID.fullmatch(world_id):
+        raise ContractError(
+            "world_id: must be 1-128 characters of letters, digits and ._:@- starting with a letter or digit",
+            field="world_id",
+        )
+    return world_id
+
+
+def normalize_snapshot(
+    doc: Any,
+    *,
+    world_id: str,
+    actor: str | None = None,
+    stage: str | None = None,
+    rules: ContractRules = ContractRules(),
+) -> Snapshot:
+    """Validate a parsed body against every contract rule and return the normalized snapshot.
+
+    ``actor`` / ``stage`` are the ``X-Actor`` / ``X-Stage`` headers, if given.
+    """
+    if not isinstance(doc, dict):
+        raise ContractError("body: must be a JSON object", field="body")
+    check_world_id(world_id)
+    supplied_hash = doc.get("hash")
+    body = {k: v for k, v in doc.items() if v is not None and k != "hash" and k not in SERVER_FIELDS}
+    _check_body_world(body, world_id)
+    as_of = _check_as_of(body)
+    version = _check_version(body)
+    _check_weights(body)
+    ttl_s = _check_ttl(body, rules)
+    _check_covariance(body)
+    _normalize_realized_returns(body)
+    _check_stress(body)
+    _check_constraints(body)
+    _check_refs(body)
+    snap_actor, snap_stage = _normalize_provenance(body, actor, stage, rules)
+    canonical = canonical_json(body)
+    digests = {algo: digest(canonical, algo) for algo in HASH_ALGORITHMS}
+    return Snapshot(
+        world_id=world_id,
+        version=version,
+        as_of=as_of,
+        ttl_s=ttl_s,
+        actor=snap_actor,
+        stage=snap_stage,
+        hash=_check_hash(supplied_hash, digests),
+        body=body,
+        digests=digests,
+    )
+
+
+def parse_timestamp(value: str, field_name: str) -> datetime:
+    """ISO-8601 to an aware UTC datetime (``Z`` allowed; no offset means UTC)."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ContractError(
+            f"{field_name}: must be an ISO-8601 timestamp, got {value!r}", field=field_name
+        ) from None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+# --- the rules, one function each -------------------------------------------------------------
+
+
+def _check_body_world(body: dict[str, Any], world_id: str) -> None:
+    if "world_id" in body and body["world_id"] != world_id:
+        raise MalformedRequest(
+            f"world_id: body says {body['world_id']!r} but the path says {world_id!r}",
+            field="world_id",
+            reason="world_mismatch",
+        )
+    body["world_id"] = world_id
+
+
+def _check_as_of(body: dict[str, Any]) -> datetime:
+    value = body.get("as_of")
+    if value is None:
+        raise ContractError("as_of: required", field="as_of")
+    if not isinstance(value, str):
+        raise ContractError("as_of: must be an ISO-8601 string", field="as_of")
+    return parse_timestamp(value, "as_of")
+
+
+def _check_version(body: dict[str, Any]) -> str:
+    value = body.get("version")
+    if value is None:
+        raise ContractError("version: required", field="version")
+    if not isinstance(value, str) or not value:
+        raise ContractError("version: must be a non-empty string", field="version")
+    if len(value) > 256:
+        raise ContractError("version: must be at most 256 characters", field="version")
+    return value
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)
+
+
+def _require_number(value: Any, where: str) -> None:
+    if not _is_number(value):
+        raise ContractError(f"{where}: must be a finite number, got {_describe(value)}", field=where)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, float):
+        return repr(value)
+    names: dict[type, str] = {str: "a string", list: "an array", dict: "an object"}
+    return names.get(type(value), repr(value))
+
+
+def _check_weights(body: dict[str, Any]) -> None:
+    weights = body.get("weights")
+    if weights is None:
+        raise ContractError("weights: required", field="weights")
+    if not isinstance(weights, dict) or not weights:
+        raise ContractError("weights: must be a non-empty object of id -> number", field="weights")
+    for key, value in weights.items():
+        if not key:
+            raise ContractError("weights: ids must be non-empty strings", field="weights")
+        _require_number(value, f"weights.{key}")
+    total = math.fsum(weights.values())
+    if total <= 0:
+        raise ContractError(f"weights: sum must be > 0, got {total!r}", field="weights")
+    if abs(total - 1.0) > WEIGHT_SUM_TOLERANCE:
+        raise ContractError(
+            f"weights: must sum to 1 within {WEIGHT_SUM_TOLERANCE}, got {total!r}", field="weights"
+        )
+
+
+def _check_ttl(body: dict[str, Any], rules: ContractRules) -> int:
+    ttl = body.setdefault("ttl_sec", rules.default_ttl_s)
+    if type(ttl) is not int:
+        raise ContractError(f"ttl_sec: must be an integer, got {_describe(ttl)}", field="ttl_sec")
+    if not 0 < ttl <= rules.max_ttl_s:
+        raise ContractError(f"ttl_sec: must be > 0 and <= {rules.max_ttl_s}, got {ttl}", field="ttl_sec")
+    return ttl
+
+
+def _check_covariance(body: dict[str, Any]) -> None:
+    cov = body.get("covariance")
+    if cov is None:
+        return
+    if not isinstance(cov, dict):
+        raise ContractError(
+            'covariance: must be {"a,b": number} or {"ids": [...], "matrix": [[...]]}',
+            field="covariance",
+        )
+    weights = body["weights"]
+    if "ids" in cov or "matrix" in cov:
+        _check_dense_covariance(cov, weights)
+    else:
+        _check_keyed_covariance(cov, weights)
+
+
+def _check_keyed_covariance(cov: dict[str, Any], weights: dict[str, Any]) -> None:
+    for key, value in cov.items():
+        where = f"covariance.{key}"
+        pair = key.split(COVARIANCE_SEPARATOR)
+        if len(pair) != 2:
+            raise ContractError(
+                f"{where}: key must be two ids joined by {COVARIANCE_SEPARATOR!r} (an id may not contain it)",
+                field=where,
+            )
+        for asset in pair:
+            if asset not in weights:
+                raise ContractError(f"{where}: id {asset!r} is not in weights", field=where)
+        _require_number(value, where)
+        mirror = cov.get(f"{pair[1]}{COVARIANCE_SEPARATOR}{pair[0]}")
+        if mirror is not None and _is_number(mirror) and not math.isclose(mirror, value):
+            raise ContractError(
+                f"{where}: differs from its symmetric pair ({value!r} vs {mirror!r})", field=where
+            )
+
+
+def _check_dense_covariance(cov: dict[str, Any], weights: dict[str, Any]) -> None:
+    if set(cov) != {"ids", "matrix"}:
+        raise ContractError('covariance: dense form has exactly "ids" and "matrix"', field="covariance")
+    ids, matrix = cov["ids"], cov["matrix"]
+    _check_dense_ids(ids, weights)
+    size = len(ids)
+    if not isinstance(matrix, list) or len(matrix) != size:
+        raise ContractError(f"covariance.matrix: must be {size}x{size}", field="covariance.matrix")
+    for i, row in enumerate(matrix):
+        if not isinstance(row, list) or len(row) != size:
+            raise ContractError(f"covariance.matrix: must be {size}x{size}", field="covariance.matrix")
+        for j, value in enumerate(row):
+            _require_number(value, f"covariance.matrix[{i}][{j}]")
+    for i in range(size):
+        for j in range(i):
+            if not math.isclose(matrix[i][j], matrix[j][i]):
+                where = f"covariance.matrix[{i}][{j}]"
+                raise ContractError(f"{where}: matrix must be symmetric", field=where)
+
+
+def _check_dense_ids(ids: Any, weights: dict[str, Any]) -> None:
+    if not isinstance(ids, list) or not ids:
+        raise ContractError("covariance.ids: must be a non-empty list of ids", field="covariance.ids")
+    for asset in ids:
+        if not isinstance(asset, str) or asset not in weights:
+            raise ContractError(f"covariance.ids: id {asset!r} is not in weights", field="covariance.ids")
+    if len(set(ids)) != len(ids):
+        raise ContractError("covariance.ids: ids must be distinct", field="covariance.ids")
+
+
+def _normalize_realized_returns(body: dict[str, Any]) -> None:
+    returns = body.get("realized_returns")
+    if returns is None:
+        return
+    if isinstance(returns, list):
+        body["realized_returns"] = _float_series(returns, "realized_returns")
+        return
+    if not isinstance(returns, dict) or not returns:
+        raise ContractError(
+            "realized_returns: must be a series or a non-empty object of id -> series",
+            field="realized_returns",
+        )
+    total = sum(len(series) if isinstance(series, list) else 0 for series in returns.values())
+    if total > MAX_TOTAL_POINTS:
+        raise ContractError(
+            f"realized_returns: at most {MAX_TOTAL_POINTS} points in total, got {total}",
+            field="realized_returns",
+        )
+    body["realized_returns"] = {
+        key: _float_series(series, f"realized_returns.{key}") for key, series in returns.items()
+    }
+
+
+def _float_series(series: Any, where: str) -> list[float]:
+    if not isinstance(series, list) or not series:
+        raise ContractError(f"{where}: must be a non-empty array of numbers", field=where)
+    if len(series) > MAX_SERIES_POINTS:
+        raise ContractError(
+            f"{where}: at most {MAX_SERIES_POINTS} points per series, got {len(series)}",
+            field=where,
+        )
+    for index, value in enumerate(series):
+        if type(value) is not float or not math.isfinite(value):
+            _require_number(value, f"{where}[{index}]")
+    return [float(value) for value in series]
+
+
+def _check_stress(body: dict[str, Any]) -> None:
+    stress = body.get("stress")
+    if stress is None:
+        return
+    if not isinstance(stress, dict):
+        raise ContractError("stress: must be an object of scenario -> metrics", field="stress")
+    for scenario, metrics in stress.items():
+        where = f"stress.{scenario}"
+        if not isinstance(metrics, dict):
+            raise ContractError(f"{where}: must be an object of metric -> number", field=where)
+        for name, value in metrics.items():
+            _require_number(value, f"{where}.{name}")
+
+
+def _check_constraints(body: dict[str, Any]) -> None:
+    if "constraints" in body and not isinstance(body["constraints"], dict):
+        raise ContractError("constraints: must be an object", field="constraints")
+
+
+def _check_refs(body: dict[str, Any]) -> None:
+    for part in OFFLOADABLE_PARTS:
+        ref_field = f"{part}_ref"
+        if ref_field not in body:
+            continue
+        ref = body[ref_field]
+        if not isinstance(ref, str) or not ref.strip():
+            raise ContractError(f"{ref_field}: must be a non-empty string", field=ref_field)
+        if part in body:
+            raise ContractError(f"{ref_field}: send either {part} or {ref_field}, not both", field=ref_field)
+
+
+def _normalize_provenance(
+    body: dict[str, Any], actor_header: str | None, stage_header: str | None, rules: ContractRules
+) -> tuple[str, str | None]:
+    provenance = body.get("provenance", {})
+    if not isinstance(provenance, dict):
+        raise ContractError("provenance: must be an object", field="provenance")
+    provenance = dict(provenance)
+    actor = _agree("actor", "X-Actor", actor_header or None, provenance.get("actor"))
+    if actor is None:
+        raise MalformedRequest(
+            "provenance.actor: required (X-Actor header or provenance.actor)",
+            field="provenance.actor",
+            reason="missing_actor",
+        )
+    if rules.allowed_actors and actor not in rules.allowed_actors:
+        raise Forbidden(
+            f"provenance.actor: actor {actor!r} is not allowed",
+            field="provenance.actor",
+            reason="actor_not_allowed",
+        )
+    body_stage = provenance.get("stage")
+    stage = _agree(
+        "stage",
+        "X-Stage",
+        stage_header.lower() if stage_header else None,
+        body_stage.lower() if isinstance(body_stage, str) and body_stage else body_stage,
+    )
+    if stage is None and rules.require_stage:
+        raise MalformedRequest(
+            "provenance.stage: required (X-Stage header or provenance.stage)",
+            field="provenance.stage",
+            reason="missing_stage",
+        )
+    if stage is not None and stage not in rules.allowed_stages:
+        raise ContractError(
+            f"provenance.stage: must be one of {sorted(rules.allowed_stages)}, got {stage!r}",
+            field="provenance.stage",
+            reason="stage_not_allowed",
+        )
+    provenance["actor"] = actor
+    provenance.pop("stage", None)
+    if stage is not None:
+        provenance["stage"] = stage
+    body["provenance"] = provenance
+    return actor, stage
+
+
+def _agree(name: str, header: str, from_header: str | None, from_body: Any) -> str | None:
+    where = f"provenance.{name}"
+    if from_body is not None and (not isinstance(from_body, str) or not from_body):
+        raise ContractError(f"{where}: must be a non-empty string", field=where)
+    if from_header is not None and from_body is not None and from_header != from_body:
+        raise MalformedRequest(
+            f"{where}: {header} header says {from_header!r} but the body says {from_body!r}",
+            field=where,
+            reason=f"{name}_mismatch",
+        )
+    return from_header if from_header is not None else from_body
+
+
+def _check_hash(supplied: Any, digests: dict[str, str]) -> str:
+    if supplied is None:
+        return digests["sha256"]
+    match = _HASH.fullmatch(supplied) if isinstance(supplied, str) else None
+    if match is None:
+        raise ContractError(
+            'hash: must be "sha256:<64 hex>" or "blake3:<64 hex>"',
+            field="hash",
+            reason="hash_format",
+        )
+    expected = digests[match.group(1)]
+    if supplied != expected:
+        raise ContractError(
+            f"hash: does not match the snapshot (expected {expected})",
+            field="hash",
+            reason="hash_mismatch",
+        )
+    return expected

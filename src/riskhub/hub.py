@@ -1,0 +1,295 @@
+"""The hub's write and read paths. Knows the adapters only through their protocols.
+
+Write: validate -> offload large parts -> ONE transaction (snapshot + outbox event) -> cache -> answer.
+Publishing is the outbox relay's job, never a side effect of the request.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from riskhub.blobs import BlobStore, require_address
+from riskhub.bus.codec import EVENT_TYPE
+from riskhub.cache import LatestCache
+from riskhub.canonical import canonical_json
+from riskhub.contract import (
+    OFFLOADABLE_PARTS,
+    ContractRules,
+    Snapshot,
+    normalize_snapshot,
+    parse_json,
+    parse_timestamp,
+)
+from riskhub.errors import (
+    BlobCorrupted,
+    CacheUnavailable,
+    ContractError,
+    RequestRejected,
+    SnapshotExpired,
+    SnapshotNotFound,
+    Unavailable,
+)
+from riskhub.metrics import Metrics, stage_label
+from riskhub.store import InsertResult, NewOutboxEvent, SnapshotStore, StoredSnapshot
+
+EVENT_VERSION = 1
+MAX_LIST_LIMIT = 1000
+# uuid5 namespace for event ids: an event's id is derived from its dedupe key.
+_EVENT_NAMESPACE = uuid.UUID("6f1d3c2e-4b1a-5e9f-9c47-2a8d1e0b7c55")
+
+
+def utc_now() -> datetime:
+    """The hub's clock."""
+    return datetime.now(UTC)
+
+
+def iso_utc(moment: datetime) -> str:
+    """RFC 3339 with ``Z``."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def event_id_for(dedupe_key: str) -> str:
+    """Stable CloudEvent id for a snapshot: a re-sent event keeps its id."""
+    return str(uuid.uuid5(_EVENT_NAMESPACE, dedupe_key))
+
+
+@dataclass(frozen=True, slots=True)
+class HubLimits:
+    """Hub settings the write path needs."""
+
+    rules: ContractRules
+    inline_threshold_bytes: int
+
+
+class Hub:
+    """Validates, stores and serves snapshots."""
+
+    def __init__(
+        self,
+        *,
+        store: SnapshotStore,
+        cache: LatestCache,
+        blobs: BlobStore,
+        metrics: Metrics,
+        limits: HubLimits,
+        clock: Callable[[], datetime] = utc_now,
+        on_commit: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.store = store
+        self.cache = cache
+        self.blobs = blobs
+        self.metrics = metrics
+        self.limits = limits
+        self.clock = clock
+        self.on_commit = on_commit  # wakes the outbox relay; a hint, not a delivery
+
+    # --- write ---------------------------------------------------------------------------------
+
+    async def write_snapshot(
+        self,
+        world_id: str,
+        raw: bytes,
+        *,
+        actor: str | None,
+        stage: str | None,
+        correlation_id: str | None = None,
+    ) -> InsertResult:
+        """Store one snapshot and its event; an equal retry is a no-op (``created`` False)."""
+        try:
+            snap = normalize_snapshot(
+                parse_json(raw),
+                world_id=world_id,
+                actor=actor,
+                stage=stage,
+                rules=self.limits.rules,
+            )
+            await self._pin_producer_refs(snap.body)
+        except RequestRejected as exc:
+            self._count_violation(exc.reason, stage)
+            raise
+        stored_body, offloaded = await self._offload_large_parts(snap, len(raw))
+        record = self._stored_snapshot(snap, stored_body, offloaded)
+        result = await self.store.insert_snapshot(record, self._outbox_event(record, snap, correlation_id))
+        if result.created:
+            self.on_commit()
+        await self._offer_to_cache(result.snapshot)
+        self._count_write(snap, result)
+        return result
+
+    async def _pin_producer_refs(self, body: dict[str, Any]) -> None:
+        """A producer's ref must point into our blob store and exist; it then never expires."""
+        for part in OFFLOADABLE_PARTS:
+            ref = body.get(f"{part}_ref")
+            if ref is None:
+                continue
+            require_address(self.blobs, ref, f"{part}_ref")
+            if not await self._blob_call("pin", self.blobs.pin(ref)):
+                raise ContractError(f"{part}_ref: blob {ref} does not exist", field=f"{part}_ref")
+
+    async def _offload_large_parts(self, snap: Snapshot, raw_size: int) -> tuple[dict[str, Any], list[str]]:
+        """Replace inline parts over the threshold by content-addressed refs."""
+        threshold = self.limits.inline_threshold_bytes
+        # Canonical JSON is at most ~3x the raw text (escapes, exponents): small bodies skip.
+        if raw_size * 3 <= threshold:
+            return snap.body, []
+        body, offloaded = dict(snap.body), []
+        for part in OFFLOADABLE_PARTS:
+            if part not in body:
+                continue
+            content = canonical_json(body[part])
+            if len(content) > threshold:
+                body[f"{part}_ref"] = await self._blob_call("put", self.blobs.put(content))
+                del body[part]
+                offloaded.append(part)
+        return body, offloaded
+
+    def _stored_snapshot(self, snap: Snapshot, body: dict[str, Any], offloaded: list[str]) -> StoredSnapshot:
+        created_at = self.clock()
+        document = {**body, "hash": snap.hash, "created_at": iso_utc(created_at)}
+        if offloaded:
+            document["hub_offloaded"] = offloaded
+        return StoredSnapshot(
+            world_id=snap.world_id,
+            version=snap.version,
+            hash=snap.hash,
+            content_sha256=snap.digests["sha256"],
+            as_of=snap.as_of,
+            created_at=created_at,
+            expires_at=created_at + timedelta(seconds=snap.ttl_s),
+            actor=snap.actor,
+            stage=snap.stage,
+            payload=orjson.dumps(document),
+        )
+
+    def _outbox_event(
+        self, record: StoredSnapshot, snap: Snapshot, correlation_id: str | None
+    ) -> NewOutboxEvent:
+        key = snap.dedupe_key
+        # The stored payload is a JSON object: splice the event fields in without re-encoding.
+        extra = orjson.dumps({"event_version": EVENT_VERSION, "idempotency_key": key})
+        data = record.payload[:-1] + b"," + extra[1:]
+        return NewOutboxEvent(
+            world_id=snap.world_id,
+            event_id=event_id_for(key),
+            event_type=EVENT_TYPE,
+            correlation_id=correlation_id,
+            data=data,
+        )
+
+    def _count_write(self, snap: Snapshot, result: InsertResult) -> None:
+        stage = stage_label(snap.stage, self.limits.rules.allowed_stages)
+        if result.created:
+            self.metrics.accepted.labels(snap.world_id, stage).inc()
+        else:
+            self.metrics.dedupe.labels(snap.world_id, stage).inc()
+        if snap.stage is None:
+            self._count_violation("missing_stage", None)
+
+    def _count_violation(self, reason: str, stage: str | None) -> None:
+        label = stage_label(stage.lower() if stage else None, self.limits.rules.allowed_stages)
+        self.metrics.producer_violations.labels(reason, label).inc()
+
+    # --- read ----------------------------------------------------------------------------------
+
+    async def latest_snapshot(
+        self, world_id: str, *, stage: str | None = None, actor: str | None = None
+    ) -> StoredSnapshot:
+        """The newest snapshot; 404 if none, and 404 naming it if it has expired (no fallback)."""
+        cached = None if actor is not None else await self._cached_latest(world_id, stage)
+        snapshot = cached or await self.store.latest_snapshot(world_id, stage=stage, actor=actor)
+        if snapshot is None:
+            raise SnapshotNotFound(f"no snapshot for world {world_id!r}{_filter_text(stage, actor)}")
+        if cached is None and actor is None:
+            await self._offer_to_cache(snapshot)
+        if snapshot.is_expired(self.clock()):
+            raise SnapshotExpired(
+                f"latest snapshot {snapshot.version!r} of world {world_id!r} expired at "
+                f"{iso_utc(snapshot.expires_at)}",
+                field="version",
+            )
+        return snapshot
+
+    async def list_snapshots(
+        self, world_id: str, *, limit: int, stage: str | None = None, actor: str | None = None
+    ) -> list[StoredSnapshot]:
+        """History, newest first, expired ones included."""
+        if not 1 <= limit <= MAX_LIST_LIMIT:
+            raise ContractError(f"limit: must be between 1 and {MAX_LIST_LIMIT}", field="limit")
+        return await self.store.list_snapshots(world_id, limit=limit, stage=stage, actor=actor)
+
+    async def lookup_snapshot(
+        self, world_id: str, *, version: str | None, as_of: str | None
+    ) -> StoredSnapshot:
+        """By exact version, or the newest at or before ``as_of``."""
+        if (version is None) == (as_of is None):
+            raise ContractError("lookup: give exactly one of version or as_of", field="version")
+        if version is not None:
+            found = await self.store.get_snapshot(world_id, version)
+        else:
+            assert as_of is not None
+            found = await self.store.snapshot_as_of(world_id, parse_timestamp(as_of, "as_of"))
+        if found is None:
+            wanted = f"version {version!r}" if version is not None else f"as_of <= {as_of}"
+            raise SnapshotNotFound(f"no snapshot of world {world_id!r} with {wanted}")
+        return found
+
+    async def expand(self, snapshot: StoredSnapshot) -> dict[str, Any]:
+        """The snapshot with every ``*_ref`` resolved inline (digest-verified); hub-offloaded parts
+        come back exactly as the producer sent them."""
+        document: dict[str, Any] = snapshot.document()
+        offloaded = document.pop("hub_offloaded", None) or []
+        for part in OFFLOADABLE_PARTS:
+            ref = document.get(f"{part}_ref")
+            if ref is None:
+                continue
+            content = await self._blob_call("get", self.blobs.get(ref))
+            document[part] = orjson.loads(content)
+            if part in offloaded:
+                del document[f"{part}_ref"]
+        document["expired"] = snapshot.is_expired(self.clock())
+        return document
+
+    # --- helpers around the adapters ------------------------------------------------------------
+
+    async def _cached_latest(self, world_id: str, stage: str | None) -> StoredSnapshot | None:
+        try:
+            cached = await self.cache.get(world_id, stage)
+        except CacheUnavailable:
+            self.metrics.cache_requests.labels("error").inc()
+            return None
+        self.metrics.cache_requests.labels("miss" if cached is None else "hit").inc()
+        return cached
+
+    async def _offer_to_cache(self, snapshot: StoredSnapshot) -> None:
+        self.metrics.freshness.observe(
+            snapshot.world_id,
+            stage_label(snapshot.stage, self.limits.rules.allowed_stages),
+            snapshot.as_of,
+            snapshot.created_at,
+        )
+        try:
+            await self.cache.offer(snapshot)
+        except CacheUnavailable:
+            self.metrics.cache_requests.labels("error").inc()
+
+    async def _blob_call(self, operation: str, call: Any) -> Any:
+        try:
+            return await call
+        except BlobCorrupted:
+            self.metrics.blob_errors.labels(operation, "corrupted").inc()
+            raise
+        except Unavailable:
+            self.metrics.blob_errors.labels(operation, "unavailable").inc()
+            raise
+
+
+def _filter_text(stage: str | None, actor: str | None) -> str:
+    parts = [f"stage={stage!r}" if stage else "", f"actor={actor!r}" if actor else ""]
+    text = ", ".join(p for p in parts if p)
+    return f" ({text})" if text else ""

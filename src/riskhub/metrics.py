@@ -1,0 +1,149 @@
+"""Every Prometheus metric of riskhub, defined once, in a registry per hub instance.
+
+Label values are bounded: ``stage`` is one of the allowed stages or ``unknown``; ``world_id`` only
+takes ids of accepted snapshots (validated by the contract); reasons and routes are fixed sets.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+# `*_created` series double the exposition and nobody alerts on them.
+disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
+
+UNKNOWN_STAGE = "unknown"
+WORLD_STAGE = ("world_id", "stage")
+
+
+def stage_label(stage: str | None, allowed: Iterable[str] = ()) -> str:
+    """A bounded label value for a stage (``unknown`` when absent or not allowed)."""
+    if stage is None:
+        return UNKNOWN_STAGE
+    return stage if stage in allowed else UNKNOWN_STAGE
+
+
+@dataclass(eq=False)
+class FreshnessTracker(Collector):
+    """Age of the latest snapshot per world/stage, computed at scrape time so it keeps rising
+    when nothing arrives. Two ages: from ``as_of`` and from when the hub received it."""
+
+    latest: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
+
+    def observe(self, world_id: str, stage: str, as_of: datetime, received_at: datetime) -> None:
+        """Remember a snapshot if it is the newest seen for its world/stage."""
+        key = (world_id, stage)
+        seen = (as_of.timestamp(), received_at.timestamp())
+        if key not in self.latest or seen > self.latest[key]:
+            self.latest[key] = seen
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """Ages in seconds, as of now."""
+        now = time.time()
+        as_of_age = GaugeMetricFamily(
+            "risk_hub_snapshot_age_seconds",
+            "Seconds since the as_of of the latest snapshot",
+            labels=list(WORLD_STAGE),
+        )
+        received_age = GaugeMetricFamily(
+            "risk_hub_snapshot_received_age_seconds",
+            "Seconds since the hub received the latest snapshot",
+            labels=list(WORLD_STAGE),
+        )
+        for (world_id, stage), (as_of, received) in list(self.latest.items()):
+            as_of_age.add_metric([world_id, stage], now - as_of)
+            received_age.add_metric([world_id, stage], now - received)
+        yield as_of_age
+        yield received_age
+
+
+class Metrics:
+    """The hub's metrics; one instance per app so tests never share counters."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        # The six counters of the queue standards, by world and stage.
+        self.processed = Counter(
+            "risk_hub_snapshot_processed", "Events handled by the workers", WORLD_STAGE, registry=r
+        )
+        self.failed = Counter(
+            "risk_hub_snapshot_failed", "Events that ran out of attempts", WORLD_STAGE, registry=r
+        )
+        self.retry = Counter(
+            "risk_hub_snapshot_retry", "Handler re-calls after a failure", WORLD_STAGE, registry=r
+        )
+        self.dlq = Counter(
+            "risk_hub_snapshot_dlq", "Events acknowledged by the DLQ topic", WORLD_STAGE, registry=r
+        )
+        self.dedupe = Counter(
+            "risk_hub_snapshot_dedupe",
+            "Duplicates absorbed (idempotent POST retries and duplicate events)",
+            WORLD_STAGE,
+            registry=r,
+        )
+        self.expired = Counter(
+            "risk_hub_snapshot_expired",
+            "Expired snapshots dropped by the consumer",
+            WORLD_STAGE,
+            registry=r,
+        )
+        self.accepted = Counter(
+            "risk_hub_snapshot_accepted", "Snapshots stored (201)", WORLD_STAGE, registry=r
+        )
+        self.producer_violations = Counter(
+            "risk_hub_producer_violations",
+            "Rejected or non-conforming writes by reason",
+            ["reason", "stage"],
+            registry=r,
+        )
+        self.http_responses = Counter(
+            "risk_hub_http_responses", "HTTP responses", ["route", "method", "status"], registry=r
+        )
+        self.http_seconds = Histogram(
+            "risk_hub_http_request_seconds",
+            "HTTP request latency",
+            ["route", "method"],
+            registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
+        self.cache_requests = Counter(
+            "risk_hub_cache_requests", "Latest-cache lookups", ["result"], registry=r
+        )
+        self.blob_errors = Counter(
+            "risk_hub_blob_errors", "Blob store failures", ["operation", "kind"], registry=r
+        )
+        self.outbox_backlog = Gauge(
+            "risk_hub_outbox_backlog", "Outbox events not yet acknowledged by the bus", registry=r
+        )
+        self.outbox_oldest_age = Gauge(
+            "risk_hub_outbox_oldest_age_seconds",
+            "Age of the oldest unsent outbox event",
+            registry=r,
+        )
+        self.outbox_published = Counter(
+            "risk_hub_outbox_published", "Outbox events acknowledged by the bus", registry=r
+        )
+        self.outbox_publish_errors = Counter(
+            "risk_hub_outbox_publish_errors", "Failed publish attempts", registry=r
+        )
+        self.relay_latency = Histogram(
+            "risk_hub_outbox_commit_to_publish_seconds",
+            "Time from snapshot commit to bus acknowledgement",
+            registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.consumer_lag = Gauge(
+            "risk_hub_consumer_lag",
+            "Records behind the partition end",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.freshness = FreshnessTracker()
+        r.register(self.freshness)

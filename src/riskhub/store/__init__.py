@@ -1,0 +1,175 @@
+"""Durable persistence: snapshots, the transactional outbox, and processed dedupe keys.
+
+One ``SnapshotStore`` protocol; SQLite (embedded) and PostgreSQL implement it and pass the same
+test suite. A snapshot row and the outbox row announcing it are written in ONE transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+import orjson
+
+OUTCOME_PROCESSED = "processed"
+OUTCOME_DLQ = "dlq"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSnapshot:
+    """A snapshot as stored. ``payload`` is its JSON (hash, created_at, refs; no ``expired``)."""
+
+    world_id: str
+    version: str
+    hash: str
+    content_sha256: str  # sha256 digest of the normalized body: equal digests, same snapshot
+    as_of: datetime
+    created_at: datetime
+    expires_at: datetime
+    actor: str
+    stage: str | None
+    payload: bytes
+
+    def is_expired(self, now: datetime) -> bool:
+        """True once ``created_at + ttl_sec`` has passed."""
+        return now >= self.expires_at
+
+    def newer_than(self, other: StoredSnapshot) -> bool:
+        """Greatest ``as_of`` wins; ties go to the later ``created_at``."""
+        return (self.as_of, self.created_at) > (other.as_of, other.created_at)
+
+    def response_body(self, now: datetime) -> bytes:
+        """The payload with the server field ``expired`` added, as served to readers."""
+        flag = b',"expired":true}' if self.is_expired(now) else b',"expired":false}'
+        return self.payload[:-1] + flag
+
+    def document(self) -> dict[str, object]:
+        """The payload parsed."""
+        doc: dict[str, object] = orjson.loads(self.payload)
+        return doc
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    """One event waiting in the outbox; ``data`` is the CloudEvent data as JSON."""
+
+    id: int
+    world_id: str
+    event_id: str
+    event_type: str
+    correlation_id: str | None
+    created_at: datetime
+    data: bytes
+    attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NewOutboxEvent:
+    """An event to enqueue together with its snapshot."""
+
+    world_id: str
+    event_id: str
+    event_type: str
+    correlation_id: str | None
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class InsertResult:
+    """``created`` is False for an idempotent retry; ``snapshot`` is what the store holds."""
+
+    created: bool
+    snapshot: StoredSnapshot
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxBacklog:
+    """Unsent outbox rows and the creation time of the oldest."""
+
+    pending: int
+    oldest_created_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerResult:
+    """One worker's effect for one event: a row keyed by (dedupe key, worker)."""
+
+    worker: str
+    result: dict[str, object]
+
+
+class SnapshotStore(Protocol):
+    """Snapshots, outbox and processed keys behind one small interface."""
+
+    async def open(self) -> None:
+        """Connect and apply schema migrations."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+    async def ping(self) -> None:
+        """Raise ``StoreUnavailable`` unless the store answers."""
+
+    async def insert_snapshot(self, snapshot: StoredSnapshot, event: NewOutboxEvent) -> InsertResult:
+        """Store snapshot + outbox event in one transaction; same content again is a no-op;
+        other content for an existing (world_id, version) raises ``VersionConflict``."""
+
+    async def get_snapshot(self, world_id: str, version: str) -> StoredSnapshot | None:
+        """The snapshot with this version."""
+
+    async def latest_snapshot(
+        self, world_id: str, *, stage: str | None = None, actor: str | None = None
+    ) -> StoredSnapshot | None:
+        """Greatest as_of (ties: latest created_at), expired or not."""
+
+    async def list_snapshots(
+        self, world_id: str, *, limit: int, stage: str | None = None, actor: str | None = None
+    ) -> list[StoredSnapshot]:
+        """Newest first."""
+
+    async def snapshot_as_of(self, world_id: str, as_of: datetime) -> StoredSnapshot | None:
+        """The newest snapshot whose as_of is at or before ``as_of``."""
+
+    async def world_ids(self) -> list[str]:
+        """Every world with at least one snapshot."""
+
+    async def claim_outbox(self, limit: int) -> list[OutboxEvent]:
+        """Unsent events to publish, in outbox order, never a later row of a world whose
+        earlier row is unsent and held by someone else."""
+
+    async def mark_published(self, ids: Sequence[int]) -> None:
+        """Mark events as acknowledged by the bus."""
+
+    async def mark_failed(self, event_id: int, error: str) -> None:
+        """Record a failed publish attempt; the event stays pending."""
+
+    async def release_claims(self, ids: Sequence[int]) -> None:
+        """Give claimed but unpublished events back (no-op where claims are transactional)."""
+
+    async def outbox_backlog(self) -> OutboxBacklog:
+        """Count and age of unsent events."""
+
+    async def record_outcome(self, dedupe_key: str, outcome: str, results: Sequence[WorkerResult]) -> bool:
+        """Store the processed key and the workers' rows in one transaction.
+        False (and nothing written) if the key was already processed."""
+
+    async def processed_outcome(self, dedupe_key: str) -> str | None:
+        """The recorded outcome of a key, if any."""
+
+    async def worker_results(self, dedupe_key: str) -> list[WorkerResult]:
+        """The rows the workers produced for a key."""
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def utc_from_us(value: int) -> datetime:
+    """Epoch microseconds to an aware UTC datetime (exact)."""
+    return _EPOCH + timedelta(microseconds=value)
+
+
+def us_from_utc(value: datetime) -> int:
+    """Aware datetime to epoch microseconds (exact)."""
+    return (value - _EPOCH) // timedelta(microseconds=1)

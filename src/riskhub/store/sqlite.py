@@ -1,0 +1,406 @@
+"""Embedded store: one SQLite file in WAL mode, used from one dedicated thread.
+
+Every public method is one hop to that thread running one short transaction, so the event loop
+never blocks on disk and SQLite never sees two writers. ``synchronous=NORMAL`` in WAL mode keeps
+every committed transaction across a crash of the process (FULL also across power loss).
+Embedded mode is one hub process per data directory; several replicas need PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from riskhub.errors import StoreUnavailable, VersionConflict
+from riskhub.store import (
+    OUTCOME_PROCESSED,
+    InsertResult,
+    NewOutboxEvent,
+    OutboxBacklog,
+    OutboxEvent,
+    StoredSnapshot,
+    WorkerResult,
+    us_from_utc,
+    utc_from_us,
+)
+
+T = TypeVar("T")
+
+# Applied in order at start; a migration is never edited once released, only appended.
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (
+        1,
+        [
+            """CREATE TABLE risk_snapshots (
+                world_id TEXT NOT NULL,
+                version TEXT NOT NULL,
+                hash TEXT NOT NULL,
+                content_sha256 TEXT NOT NULL,
+                as_of_us INTEGER NOT NULL,
+                created_at_us INTEGER NOT NULL,
+                expires_at_us INTEGER NOT NULL,
+                actor TEXT NOT NULL,
+                stage TEXT,
+                payload BLOB NOT NULL,
+                PRIMARY KEY (world_id, version)
+            ) WITHOUT ROWID""",
+            "CREATE INDEX risk_snapshots_latest ON risk_snapshots"
+            " (world_id, as_of_us DESC, created_at_us DESC)",
+            "CREATE INDEX risk_snapshots_stage ON risk_snapshots"
+            " (world_id, stage, as_of_us DESC, created_at_us DESC)",
+            "CREATE INDEX risk_snapshots_actor ON risk_snapshots"
+            " (world_id, actor, as_of_us DESC, created_at_us DESC)",
+            """CREATE TABLE risk_outbox (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                world_id TEXT NOT NULL,
+                event_id TEXT NOT NULL,
+                event_type TEXT NOT NULL,
+                correlation_id TEXT,
+                data BLOB NOT NULL,
+                status TEXT NOT NULL DEFAULT 'pending',
+                attempts INTEGER NOT NULL DEFAULT 0,
+                last_error TEXT,
+                created_at_us INTEGER NOT NULL,
+                published_at_us INTEGER
+            )""",
+            "CREATE INDEX risk_outbox_pending ON risk_outbox (id) WHERE status = 'pending'",
+            """CREATE TABLE risk_processed (
+                dedupe_key TEXT PRIMARY KEY,
+                outcome TEXT NOT NULL,
+                processed_at_us INTEGER NOT NULL
+            ) WITHOUT ROWID""",
+            """CREATE TABLE risk_worker_results (
+                dedupe_key TEXT NOT NULL,
+                worker TEXT NOT NULL,
+                result BLOB NOT NULL,
+                PRIMARY KEY (dedupe_key, worker)
+            ) WITHOUT ROWID""",
+        ],
+    ),
+]
+
+_SNAPSHOT_COLUMNS = (
+    "world_id, version, hash, content_sha256, as_of_us, created_at_us, expires_at_us, actor, stage, payload"
+)
+_NEWEST_FIRST = "ORDER BY as_of_us DESC, created_at_us DESC"
+
+
+def _now_us() -> int:
+    return us_from_utc(datetime.now(UTC))
+
+
+def _snapshot(row: tuple[Any, ...]) -> StoredSnapshot:
+    return StoredSnapshot(
+        world_id=row[0],
+        version=row[1],
+        hash=row[2],
+        content_sha256=row[3],
+        as_of=utc_from_us(row[4]),
+        created_at=utc_from_us(row[5]),
+        expires_at=utc_from_us(row[6]),
+        actor=row[7],
+        stage=row[8],
+        payload=bytes(row[9]),
+    )
+
+
+def _filters(stage: str | None, actor: str | None) -> tuple[str, list[Any]]:
+    clauses, params = [], []
+    if stage is not None:
+        clauses.append("AND stage = ?")
+        params.append(stage)
+    if actor is not None:
+        clauses.append("AND actor = ?")
+        params.append(actor)
+    return " ".join(clauses), params
+
+
+class SqliteStore:
+    """``SnapshotStore`` on a SQLite file."""
+
+    def __init__(self, path: Path, *, synchronous: str = "NORMAL") -> None:
+        self._path = path
+        self._synchronous = synchronous
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="riskhub-sqlite")
+        self._conn: sqlite3.Connection | None = None
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, self._call, fn)
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"store unavailable: {exc}") from exc
+
+    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._conn is None:
+            raise sqlite3.OperationalError("store is not open")
+        return fn(self._conn)
+
+    async def open(self) -> None:
+        """Create the file if needed, enable WAL and apply migrations."""
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        loop = asyncio.get_running_loop()
+        self._conn = await loop.run_in_executor(self._executor, self._connect)
+        await self._run(_migrate)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute("PRAGMA busy_timeout=5000")
+        return conn
+
+    async def close(self) -> None:
+        """Close the connection and stop the thread."""
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
+        self._executor.shutdown(wait=True)
+
+    async def ping(self) -> None:
+        """Run a trivial query."""
+        await self._run(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    async def insert_snapshot(self, snapshot: StoredSnapshot, event: NewOutboxEvent) -> InsertResult:
+        """Snapshot + outbox row in one transaction; idempotent on equal content."""
+        return await self._run(lambda conn: _insert_snapshot(conn, snapshot, event))
+
+    async def get_snapshot(self, world_id: str, version: str) -> StoredSnapshot | None:
+        """The snapshot with this version."""
+        sql = f"SELECT {_SNAPSHOT_COLUMNS} FROM risk_snapshots WHERE world_id = ? AND version = ?"
+        return await self._one(sql, [world_id, version])
+
+    async def latest_snapshot(
+        self, world_id: str, *, stage: str | None = None, actor: str | None = None
+    ) -> StoredSnapshot | None:
+        """Greatest as_of, ties by created_at."""
+        where, params = _filters(stage, actor)
+        sql = (
+            f"SELECT {_SNAPSHOT_COLUMNS} FROM risk_snapshots WHERE world_id = ? {where}"
+            f" {_NEWEST_FIRST} LIMIT 1"
+        )
+        return await self._one(sql, [world_id, *params])
+
+    async def list_snapshots(
+        self, world_id: str, *, limit: int, stage: str | None = None, actor: str | None = None
+    ) -> list[StoredSnapshot]:
+        """Newest first."""
+        where, params = _filters(stage, actor)
+        sql = (
+            f"SELECT {_SNAPSHOT_COLUMNS} FROM risk_snapshots WHERE world_id = ? {where}"
+            f" {_NEWEST_FIRST} LIMIT ?"
+        )
+        rows = await self._run(lambda conn: conn.execute(sql, [world_id, *params, limit]).fetchall())
+        return [_snapshot(row) for row in rows]
+
+    async def snapshot_as_of(self, world_id: str, as_of: datetime) -> StoredSnapshot | None:
+        """Newest snapshot with as_of at or before the given time."""
+        sql = (
+            f"SELECT {_SNAPSHOT_COLUMNS} FROM risk_snapshots WHERE world_id = ? AND as_of_us <= ?"
+            f" {_NEWEST_FIRST} LIMIT 1"
+        )
+        return await self._one(sql, [world_id, us_from_utc(as_of)])
+
+    async def world_ids(self) -> list[str]:
+        """Every world with a snapshot."""
+        rows = await self._run(
+            lambda conn: conn.execute(
+                "SELECT DISTINCT world_id FROM risk_snapshots ORDER BY world_id"
+            ).fetchall()
+        )
+        return [row[0] for row in rows]
+
+    async def _one(self, sql: str, params: list[Any]) -> StoredSnapshot | None:
+        row = await self._run(lambda conn: conn.execute(sql, params).fetchone())
+        return None if row is None else _snapshot(row)
+
+    async def claim_outbox(self, limit: int) -> list[OutboxEvent]:
+        """Pending events in outbox order (one relay per process: no locking needed)."""
+        sql = (
+            "SELECT id, world_id, event_id, event_type, correlation_id, created_at_us, data,"
+            " attempts FROM risk_outbox WHERE status = 'pending' ORDER BY id LIMIT ?"
+        )
+        rows = await self._run(lambda conn: conn.execute(sql, [limit]).fetchall())
+        return [
+            OutboxEvent(
+                id=row[0],
+                world_id=row[1],
+                event_id=row[2],
+                event_type=row[3],
+                correlation_id=row[4],
+                created_at=utc_from_us(row[5]),
+                data=bytes(row[6]),
+                attempts=row[7],
+            )
+            for row in rows
+        ]
+
+    async def mark_published(self, ids: Sequence[int]) -> None:
+        """Mark events sent."""
+        if not ids:
+            return
+        now = _now_us()
+        await self._run(
+            lambda conn: _in_transaction(
+                conn,
+                lambda: conn.executemany(
+                    "UPDATE risk_outbox SET status = 'published', published_at_us = ?,"
+                    " attempts = attempts + 1 WHERE id = ?",
+                    [(now, event_id) for event_id in ids],
+                ),
+            )
+        )
+
+    async def mark_failed(self, event_id: int, error: str) -> None:
+        """Count a failed attempt; the event stays pending."""
+        await self._run(
+            lambda conn: conn.execute(
+                "UPDATE risk_outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?",
+                [error[:2000], event_id],
+            )
+        )
+
+    async def release_claims(self, ids: Sequence[int]) -> None:
+        """Nothing to release: claims are not recorded in SQLite."""
+
+    async def outbox_backlog(self) -> OutboxBacklog:
+        """Pending count and oldest pending time."""
+        row = await self._run(
+            lambda conn: conn.execute(
+                "SELECT count(*), min(created_at_us) FROM risk_outbox WHERE status = 'pending'"
+            ).fetchone()
+        )
+        return OutboxBacklog(row[0], None if row[1] is None else utc_from_us(row[1]))
+
+    async def record_outcome(self, dedupe_key: str, outcome: str, results: Sequence[WorkerResult]) -> bool:
+        """Processed key + worker rows in one transaction; False if already processed."""
+        return await self._run(lambda conn: _record_outcome(conn, dedupe_key, outcome, results))
+
+    async def processed_outcome(self, dedupe_key: str) -> str | None:
+        """The outcome recorded for a key."""
+        row = await self._run(
+            lambda conn: conn.execute(
+                "SELECT outcome FROM risk_processed WHERE dedupe_key = ?", [dedupe_key]
+            ).fetchone()
+        )
+        return None if row is None else str(row[0])
+
+    async def worker_results(self, dedupe_key: str) -> list[WorkerResult]:
+        """Worker rows of a key."""
+        rows = await self._run(
+            lambda conn: conn.execute(
+                "SELECT worker, result FROM risk_worker_results WHERE dedupe_key = ? ORDER BY worker",
+                [dedupe_key],
+            ).fetchall()
+        )
+        return [WorkerResult(worker=row[0], result=orjson.loads(row[1])) for row in rows]
+
+
+def _in_transaction(conn: sqlite3.Connection, work: Callable[[], T]) -> T:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = work()
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations"
+        " (version INTEGER PRIMARY KEY, applied_at_us INTEGER NOT NULL)"
+    )
+    applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    for version, statements in MIGRATIONS:
+        if version in applied:
+            continue
+
+        def apply(version: int = version, statements: list[str] = statements) -> None:
+            for statement in statements:
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, applied_at_us) VALUES (?, ?)",
+                [version, _now_us()],
+            )
+
+        _in_transaction(conn, apply)
+
+
+def _insert_snapshot(conn: sqlite3.Connection, snap: StoredSnapshot, event: NewOutboxEvent) -> InsertResult:
+    def work() -> InsertResult:
+        inserted = conn.execute(
+            f"INSERT INTO risk_snapshots ({_SNAPSHOT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
+            " ON CONFLICT (world_id, version) DO NOTHING",
+            [
+                snap.world_id,
+                snap.version,
+                snap.hash,
+                snap.content_sha256,
+                us_from_utc(snap.as_of),
+                us_from_utc(snap.created_at),
+                us_from_utc(snap.expires_at),
+                snap.actor,
+                snap.stage,
+                snap.payload,
+            ],
+        ).rowcount
+        if inserted:
+            conn.execute(
+                "INSERT INTO risk_outbox (world_id, event_id, event_type, correlation_id, data,"
+                " created_at_us) VALUES (?,?,?,?,?,?)",
+                [
+                    event.world_id,
+                    event.event_id,
+                    event.event_type,
+                    event.correlation_id,
+                    event.data,
+                    us_from_utc(snap.created_at),
+                ],
+            )
+            return InsertResult(created=True, snapshot=snap)
+        row = conn.execute(
+            f"SELECT {_SNAPSHOT_COLUMNS} FROM risk_snapshots WHERE world_id = ? AND version = ?",
+            [snap.world_id, snap.version],
+        ).fetchone()
+        return InsertResult(created=False, snapshot=_snapshot(row))
+
+    result = _in_transaction(conn, work)
+    if not result.created and result.snapshot.content_sha256 != snap.content_sha256:
+        raise VersionConflict(
+            f"version: {snap.world_id}/{snap.version} exists with hash {result.snapshot.hash};"
+            " a version is immutable, publish a new version",
+            field="version",
+        )
+    return result
+
+
+def _record_outcome(
+    conn: sqlite3.Connection, key: str, outcome: str, results: Sequence[WorkerResult]
+) -> bool:
+    def work() -> bool:
+        previous = conn.execute("SELECT outcome FROM risk_processed WHERE dedupe_key = ?", [key]).fetchone()
+        if previous is not None and previous[0] == OUTCOME_PROCESSED:
+            return False
+        conn.execute(
+            "INSERT INTO risk_processed (dedupe_key, outcome, processed_at_us) VALUES (?,?,?)"
+            " ON CONFLICT (dedupe_key) DO UPDATE SET outcome = excluded.outcome,"
+            " processed_at_us = excluded.processed_at_us",
+            [key, outcome, _now_us()],
+        )
+        conn.executemany(
+            "INSERT INTO risk_worker_results (dedupe_key, worker, result) VALUES (?,?,?)"
+            " ON CONFLICT (dedupe_key, worker) DO UPDATE SET result = excluded.result",
+            [(key, row.worker, orjson.dumps(row.result)) for row in results],
+        )
+        return True
+
+    return _in_transaction(conn, work)

@@ -1,0 +1,180 @@
+"""Write and read paths over HTTP on the embedded hub: idempotency, conflict, TTL, expand, history."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from conftest import FakeClock, HubClient, sample_snapshot
+from riskhub.contract import snapshot_hash, verify_hash
+
+
+async def test_new_snapshot_is_201_and_served_as_latest(hub: HubClient) -> None:
+    created = await hub.post("w1", sample_snapshot())
+    assert created.status_code == 201
+    assert created.json()["hash"] == (
+        "sha256:c6b7b8cadc9eebf4175cfac973a360346ae2af3266ccbae8af42a9f386226338"
+    )
+    latest = await hub.get("/risk-hub/worlds/w1/snapshots/latest")
+    assert latest.status_code == 200
+    body = latest.json()
+    assert body["version"] == "v1"
+    assert body["weights"] == {"strategy_a": 0.6, "strategy_b": 0.4}
+    assert body["expired"] is False
+    assert hub.metric("risk_hub_snapshot_accepted_total", world_id="w1", stage="paper") == 1
+
+
+async def test_same_snapshot_again_is_200_and_counts_a_dedupe(hub: HubClient) -> None:
+    assert (await hub.post("w1", sample_snapshot())).status_code == 201
+    again = await hub.post("w1", sample_snapshot())
+    assert again.status_code == 200
+    assert again.json()["created"] is False
+    assert hub.metric("risk_hub_snapshot_dedupe_total", world_id="w1", stage="paper") == 1
+
+
+async def test_blake3_retry_of_a_sha256_snapshot_is_the_same_snapshot(hub: HubClient) -> None:
+    assert (await hub.post("w1", sample_snapshot())).status_code == 201
+    blake = "blake3:6f51f65f0e47418ef1003d6818b3fa4d927f993bb67ab38e9c175e81cc12b3e4"
+    again = await hub.post("w1", sample_snapshot(hash=blake))
+    assert again.status_code == 200
+    # the stored hash stays the first accepted one
+    assert again.json()["hash"].startswith("sha256:")
+
+
+async def test_same_version_different_weights_is_409(hub: HubClient) -> None:
+    assert (await hub.post("w1", sample_snapshot())).status_code == 201
+    other = await hub.post("w1", sample_snapshot(weights={"strategy_a": 0.5, "strategy_b": 0.5}))
+    assert other.status_code == 409
+    assert other.json()["error"]["code"] == "version_conflict"
+    assert "v1" in other.json()["error"]["message"]
+    latest = await hub.get("/risk-hub/worlds/w1/snapshots/latest")
+    assert latest.json()["weights"] == {"strategy_a": 0.6, "strategy_b": 0.4}
+
+
+async def test_same_version_in_two_worlds_does_not_collide(hub: HubClient) -> None:
+    assert (await hub.post("w1", sample_snapshot())).status_code == 201
+    assert (await hub.post("w2", sample_snapshot())).status_code == 201
+
+
+async def test_expired_latest_is_404_naming_version_without_fallback(
+    make_hub: Callable[..., Any],
+) -> None:
+    clock = FakeClock()
+    async with make_hub(clock=clock) as hub:
+        assert (await hub.post("w1", sample_snapshot(version="old", ttl_sec=3600))).status_code == 201
+        clock.advance(1)
+        newer = sample_snapshot(version="new", as_of="2025-01-02T00:00:00Z", ttl_sec=1)
+        assert (await hub.post("w1", newer)).status_code == 201
+        assert (await hub.get("/risk-hub/worlds/w1/snapshots/latest")).json()["version"] == "new"
+        clock.advance(1.5)
+        gone = await hub.get("/risk-hub/worlds/w1/snapshots/latest")
+        assert gone.status_code == 404
+        error = gone.json()["error"]
+        assert error["code"] == "snapshot_expired"
+        assert "'new'" in error["message"] and "expired at" in error["message"]
+        history = (await hub.get("/risk-hub/worlds/w1/snapshots")).json()["snapshots"]
+        assert [(s["version"], s["expired"]) for s in history] == [("new", True), ("old", False)]
+        found = await hub.get("/risk-hub/worlds/w1/snapshots/lookup", version="new")
+        assert found.json()["expired"] is True
+
+
+async def test_latest_is_greatest_as_of_compared_as_utc_not_text(hub: HubClient) -> None:
+    # 09:30+09:00 is 00:30Z: later than 00:10Z although the string sorts lower.
+    later = sample_snapshot(version="a", as_of="2025-01-01T09:30:00+09:00", ttl_sec=600)
+    earlier = sample_snapshot(version="b", as_of="2025-01-01T00:10:00Z", ttl_sec=600)
+    assert (await hub.post("w1", later)).status_code == 201
+    assert (await hub.post("w1", earlier)).status_code == 201
+    assert (await hub.get("/risk-hub/worlds/w1/snapshots/latest")).json()["version"] == "a"
+
+
+async def test_retry_of_an_older_version_does_not_regress_latest(hub: HubClient) -> None:
+    old = sample_snapshot(version="old", as_of="2025-01-01T00:00:00Z", ttl_sec=600)
+    new = sample_snapshot(version="new", as_of="2025-01-02T00:00:00Z", ttl_sec=600)
+    for body in (old, new, old):
+        assert (await hub.post("w1", body)).status_code in (200, 201)
+    assert (await hub.get("/risk-hub/worlds/w1/snapshots/latest")).json()["version"] == "new"
+
+
+async def test_latest_filters_by_stage_and_actor(hub: HubClient) -> None:
+    paper = sample_snapshot(version="p", as_of="2025-01-01T00:00:00Z", ttl_sec=600)
+    live = sample_snapshot(version="l", as_of="2025-01-01T00:05:00Z", ttl_sec=600, provenance={})
+    assert (await hub.post("w1", paper)).status_code == 201
+    assert (await hub.post("w1", live, stage="live", actor="risk-engine")).status_code == 201
+    base = "/risk-hub/worlds/w1/snapshots/latest"
+    assert (await hub.get(base)).json()["version"] == "l"
+    assert (await hub.get(base, stage="paper")).json()["version"] == "p"
+    assert (await hub.get(base, stage="LIVE")).json()["version"] == "l"
+    assert (await hub.get(base, actor="gateway")).json()["version"] == "p"
+    assert (await hub.get(base, stage="backtest")).status_code == 404
+
+
+async def test_lookup_by_as_of_returns_the_snapshot_in_force(hub: HubClient) -> None:
+    for version, as_of in (("a", "2025-01-01T00:00:00Z"), ("b", "2025-01-03T00:00:00Z")):
+        body = sample_snapshot(version=version, as_of=as_of, ttl_sec=600)
+        assert (await hub.post("w1", body)).status_code == 201
+    found = await hub.get("/risk-hub/worlds/w1/snapshots/lookup", as_of="2025-01-02T12:00:00Z")
+    assert found.json()["version"] == "a"
+    none = await hub.get("/risk-hub/worlds/w1/snapshots/lookup", as_of="2024-12-31T00:00:00Z")
+    assert none.status_code == 404
+
+
+async def test_large_parts_are_offloaded_and_expand_restores_them_exactly(
+    make_hub: Callable[..., Any],
+) -> None:
+    ids = [f"s{i}" for i in range(10)]
+    covariance = {f"{a},{b}": 0.01 + 1e-6 * int(min(a, b)[1:]) * int(max(a, b)[1:]) for a in ids for b in ids}
+    returns = {i: [0.001 * k for k in range(50)] for i in ids}
+    body = sample_snapshot(
+        weights={i: 0.1 for i in ids}, covariance=covariance, realized_returns=returns, stress=None
+    )
+    async with make_hub(inline_cov_threshold=1024) as hub:
+        assert (await hub.post("w1", body)).status_code == 201
+        stored = (await hub.get("/risk-hub/worlds/w1/snapshots/latest")).json()
+        assert "covariance" not in stored and stored["covariance_ref"].startswith("file://")
+        assert sorted(stored["hub_offloaded"]) == ["covariance", "realized_returns"]
+        expanded = (await hub.get("/risk-hub/worlds/w1/snapshots/latest", expand="true")).json()
+        assert expanded["covariance"] == covariance
+        assert expanded["realized_returns"] == {k: [float(x) for x in v] for k, v in returns.items()}
+        assert "covariance_ref" not in expanded and "hub_offloaded" not in expanded
+
+        async def resolve(ref: str) -> Any:
+            return __import__("orjson").loads(await hub.parts.blobs.get(ref))
+
+        parts = {stored[f"{p}_ref"]: await resolve(stored[f"{p}_ref"]) for p in stored["hub_offloaded"]}
+        assert verify_hash(stored, parts.__getitem__)
+        view = {k: v for k, v in expanded.items() if k not in ("expired", "created_at", "hash")}
+        assert snapshot_hash(view) == stored["hash"]
+
+
+async def test_corrupted_blob_is_detected_on_expand(make_hub: Callable[..., Any]) -> None:
+    ids = [f"s{i}" for i in range(10)]
+    covariance = {f"{a},{b}": 0.02 for a in ids for b in ids}
+    body = sample_snapshot(weights={i: 0.1 for i in ids}, covariance=covariance)
+    async with make_hub(inline_cov_threshold=512) as hub:
+        assert (await hub.post("w1", body)).status_code == 201
+        ref = (await hub.get("/risk-hub/worlds/w1/snapshots/latest")).json()["covariance_ref"]
+        flip_a_byte(ref.removeprefix("file://"))
+        broken = await hub.get("/risk-hub/worlds/w1/snapshots/latest", expand="true")
+        assert broken.status_code == 502
+        assert broken.json()["error"]["code"] == "blob_corrupted"
+        assert hub.metric("risk_hub_blob_errors_total", operation="get", kind="corrupted") == 1
+
+
+async def test_event_reaches_the_consumer_once_and_workers_run(hub: HubClient) -> None:
+    assert (await hub.post("w1", sample_snapshot(ttl_sec=600))).status_code == 201
+    assert (await hub.post("w1", sample_snapshot(ttl_sec=600))).status_code == 200
+    await hub.drain()
+    assert hub.metric("risk_hub_snapshot_processed_total", world_id="w1", stage="paper") == 1
+    records = hub.parts.memory_bus.recent("policy") if hub.parts.memory_bus else []
+    assert len(records) == 1
+    assert dict(records[0].headers)["content-type"] == b"application/cloudevents+json"
+    assert records[0].key == b"w1"
+    backlog = await hub.parts.store.outbox_backlog()
+    assert backlog.pending == 0
+
+
+def flip_a_byte(path: str) -> None:
+    """Change one digit of a blob in place, as a disk or an operator might."""
+    with open(path, "r+b") as handle:
+        handle.seek(5)
+        handle.write(b"9")
