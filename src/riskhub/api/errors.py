@@ -62,9 +62,12 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
 async def _riskhub_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RiskHubError)
     status = status_of(exc)
-    if status >= 500:
+    message = exc.message
+    if isinstance(exc, Unavailable):
+        # Driver details stay in the log; the client learns what failed and that a retry is safe.
         log.warning("%s %s -> %d %s", request.method, request.url.path, status, exc.message)
-    return error_response(status, exc.code, exc.message, exc.field)
+        message = f"{exc.code.replace('_', ' ')}; nothing was written, retry later"
+    return error_response(status, exc.code, message, exc.field)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:

@@ -135,8 +135,8 @@ class SqliteStore:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, self._call, fn)
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(f"store unavailable: {exc}") from exc
+        except sqlite3.Error as exc:  # the one boundary where driver errors are translated
+            raise StoreUnavailable(f"store unavailable: {type(exc).__name__}: {exc}") from exc
 
     def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._conn is None:

@@ -1,0 +1,122 @@
+"""Auth on writes and reads, token rotation, body size limit, the one-transaction guarantee,
+health/readiness, and error bodies without stack traces."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import READ_TOKEN, TOKEN, HubClient, sample_snapshot
+
+LATEST = "/risk-hub/worlds/w1/snapshots/latest"
+
+
+@pytest.mark.parametrize(
+    ("token", "status"),
+    [(None, 401), ("wrong-token", 401), (READ_TOKEN, 403), (TOKEN, 201)],
+    ids=["missing", "wrong", "read-only", "read-write"],
+)
+async def test_write_requires_a_read_write_token(hub: HubClient, token: str | None, status: int) -> None:
+    response = await hub.post("w1", sample_snapshot(), token=token)
+    assert response.status_code == status
+    if status != 201:
+        assert response.json()["error"]["field"] == "Authorization"
+        assert (await hub.get(LATEST)).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("token", "status"),
+    [(None, 401), ("wrong-token", 401), (READ_TOKEN, 200), (TOKEN, 200)],
+    ids=["missing", "wrong", "read-only", "read-write"],
+)
+async def test_reads_require_a_token(hub: HubClient, token: str | None, status: int) -> None:
+    assert (await hub.post("w1", sample_snapshot(ttl_sec=600))).status_code == 201
+    for path in (LATEST, "/risk-hub/worlds/w1/snapshots", "/risk-hub/worlds/w1/snapshots/lookup"):
+        params = {"version": "v1"} if path.endswith("lookup") else {}
+        response = await hub.get(path, token=token, **params)
+        assert response.status_code == status, path
+    if status == 401:
+        assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_malformed_authorization_header_is_401(hub: HubClient) -> None:
+    for header in ("Basic abc", "Bearer", "Bearer ", TOKEN):
+        response = await hub.client.get(LATEST, headers={"authorization": header})
+        assert response.status_code == 401, header
+
+
+async def test_rotated_tokens_are_valid_at_the_same_time(make_hub: Callable[..., Any]) -> None:
+    async with make_hub(tokens=["old-token", "new-token"]) as hub:
+        assert (await hub.post("w1", sample_snapshot(version="a"), token="old-token")).status_code == 201
+        assert (await hub.post("w1", sample_snapshot(version="b"), token="new-token")).status_code == 201
+        assert (await hub.get(LATEST, token="old-token")).status_code == 200
+        assert (await hub.post("w1", sample_snapshot(version="c"), token=TOKEN)).status_code == 401
+
+
+async def test_health_and_metrics_need_no_token(hub: HubClient) -> None:
+    assert (await hub.client.get("/healthz")).status_code == 200
+    ready = await hub.client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "ok"
+    metrics = await hub.client.get("/metrics")
+    assert metrics.status_code == 200 and "risk_hub_outbox_backlog" in metrics.text
+
+
+async def test_body_over_the_limit_is_413_and_nothing_is_stored(make_hub: Callable[..., Any]) -> None:
+    async with make_hub(max_body_bytes=2048) as hub:
+        padded = sample_snapshot(constraints={"note": "x" * 4096})
+        response = await hub.post("w1", padded)
+        assert response.status_code == 413
+        assert response.json()["error"]["field"] == "body"
+        assert (await hub.get(LATEST)).status_code == 404
+
+
+async def test_chunked_body_over_the_limit_is_413(make_hub: Callable[..., Any]) -> None:
+    async def chunks() -> Any:
+        for _ in range(10):
+            yield b" " * 1024
+
+    async with make_hub(max_body_bytes=4096) as hub:
+        response = await hub.client.post(
+            "/risk-hub/worlds/w1/snapshots",
+            content=chunks(),
+            headers={"authorization": f"Bearer {TOKEN}", "x-actor": "gateway"},
+        )
+        assert response.status_code == 413
+
+
+async def test_a_failure_between_the_two_inserts_leaves_neither(hub: HubClient, tmp_path: Path) -> None:
+    # A real database failure on the outbox insert, inside the snapshot's transaction.
+    install_failing_outbox_trigger(tmp_path / "data" / "riskhub.sqlite3")
+    response = await hub.post("w1", sample_snapshot())
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert "Traceback" not in response.text
+    assert (await hub.get(LATEST)).status_code == 404
+    assert count_rows(tmp_path / "data" / "riskhub.sqlite3") == (0, 0)
+
+
+def install_failing_outbox_trigger(db: Path) -> None:
+    """Make every outbox insert fail with a database error."""
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "CREATE TRIGGER fail_outbox BEFORE INSERT ON risk_outbox"
+            " BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"
+        )
+
+
+def count_rows(db: Path) -> tuple[int, int]:
+    """(snapshots, outbox rows)."""
+    with sqlite3.connect(db) as conn:
+        snapshots = conn.execute("SELECT count(*) FROM risk_snapshots").fetchone()[0]
+        outbox = conn.execute("SELECT count(*) FROM risk_outbox").fetchone()[0]
+    return snapshots, outbox
+
+
+async def test_unknown_route_and_method_get_json_errors(hub: HubClient) -> None:
+    missing = await hub.client.get("/nope")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    wrong = await hub.client.delete("/risk-hub/worlds/w1/snapshots")
+    assert wrong.status_code == 405 and "error" in wrong.json()
