@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from riskhub.api.app import create_app
 from riskhub.bootstrap import Components, build_components
 from riskhub.config import Settings
+
 from services import free_port, tcp_accepts
 
 TOKEN = "test-token-rw"

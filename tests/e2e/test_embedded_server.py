@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
 from conftest import SAMPLE, TOKEN, ServerProcess
 
 HEADERS = {

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from conftest import READ_TOKEN, TOKEN, HubClient, sample_snapshot
 
 LATEST = "/risk-hub/worlds/w1/snapshots/latest"

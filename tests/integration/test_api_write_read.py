@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from conftest import FakeClock, HubClient, sample_snapshot
 from riskhub.contract import snapshot_hash, verify_hash
+
+from conftest import FakeClock, HubClient, sample_snapshot
 
 
 async def test_new_snapshot_is_201_and_served_as_latest(hub: HubClient) -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import ROOT
 from typer.testing import CliRunner
 
 from riskhub.cli import app
+
+from conftest import ROOT
 
 SAMPLES = sorted((ROOT / "operations/risk_hub/samples").glob("*.json"))
 
