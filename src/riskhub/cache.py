@@ -8,6 +8,7 @@ the hub must answer "expired", not fall back to an older snapshot.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Protocol
 
 from riskhub.store import StoredSnapshot
@@ -19,8 +20,10 @@ class LatestCache(Protocol):
     async def get(self, world_id: str, stage: str | None) -> StoredSnapshot | None:
         """The cached latest, or None on a miss."""
 
-    async def offer(self, snapshot: StoredSnapshot) -> None:
-        """Cache ``snapshot`` under its world and its stage where it is newer than the entry."""
+    async def offer(self, snapshot: StoredSnapshot, scopes: Iterable[str | None]) -> None:
+        """Cache ``snapshot`` under each scope (None: the world; else a stage) where it is newer
+        than the entry. Callers only offer a snapshot for scopes where the store says it is the
+        newest, so an empty cache is never filled with an older snapshot."""
 
     async def ping(self) -> None:
         """Raise unless the cache answers."""
@@ -39,12 +42,10 @@ class MemoryCache:
         """Dictionary lookup."""
         return self._entries.get((world_id, stage))
 
-    async def offer(self, snapshot: StoredSnapshot) -> None:
-        """Keep the newer of the entry and ``snapshot``."""
-        keys: list[tuple[str, str | None]] = [(snapshot.world_id, None)]
-        if snapshot.stage is not None:
-            keys.append((snapshot.world_id, snapshot.stage))
-        for key in keys:
+    async def offer(self, snapshot: StoredSnapshot, scopes: Iterable[str | None]) -> None:
+        """Keep the newer of the entry and ``snapshot`` in each scope."""
+        for scope in scopes:
+            key = (snapshot.world_id, scope)
             current = self._entries.get(key)
             if current is None or snapshot.newer_than(current):
                 self._entries[key] = snapshot

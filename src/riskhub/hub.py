@@ -118,7 +118,7 @@ class Hub:
         result = await self.store.insert_snapshot(record, self._outbox_event(record, snap, correlation_id))
         if result.created:
             self.on_commit()
-        await self._offer_to_cache(result.snapshot)
+            await self._offer_to_cache(result.snapshot, result.newest_in)
         self._count_write(snap, result)
         return result
 
@@ -206,7 +206,7 @@ class Hub:
         if snapshot is None:
             raise SnapshotNotFound(f"no snapshot for world {world_id!r}{_filter_text(stage, actor)}")
         if cached is None and actor is None:
-            await self._offer_to_cache(snapshot)
+            await self._offer_to_cache(snapshot, (stage,))
         if snapshot.is_expired(self.clock()):
             raise SnapshotExpired(
                 f"latest snapshot {snapshot.version!r} of world {world_id!r} expired at "
@@ -266,7 +266,9 @@ class Hub:
         self.metrics.cache_requests.labels("miss" if cached is None else "hit").inc()
         return cached
 
-    async def _offer_to_cache(self, snapshot: StoredSnapshot) -> None:
+    async def _offer_to_cache(self, snapshot: StoredSnapshot, scopes: tuple[str | None, ...]) -> None:
+        if not scopes:
+            return
         self.metrics.freshness.observe(
             snapshot.world_id,
             stage_label(snapshot.stage, self.limits.rules.allowed_stages),
@@ -274,7 +276,7 @@ class Hub:
             snapshot.created_at,
         )
         try:
-            await self.cache.offer(snapshot)
+            await self.cache.offer(snapshot, scopes)
         except CacheUnavailable:
             self.metrics.cache_requests.labels("error").inc()
 

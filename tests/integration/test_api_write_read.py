@@ -179,3 +179,21 @@ def flip_a_byte(path: str) -> None:
     with open(path, "r+b") as handle:
         handle.seek(5)
         handle.write(b"9")
+
+
+async def test_an_older_new_version_after_a_restart_does_not_become_latest(
+    make_hub: Callable[..., Any],
+) -> None:
+    # The cache starts empty after a restart; a newly POSTed but older snapshot must not be
+    # cached as "latest" while a newer one (here expired) exists in the store.
+    clock = FakeClock()
+    async with make_hub(clock=clock) as hub:
+        newest = sample_snapshot(version="newest", as_of="2025-01-05T00:00:00Z", ttl_sec=1)
+        assert (await hub.post("w1", newest)).status_code == 201
+    clock.advance(2)
+    async with make_hub(clock=clock) as restarted:
+        older = sample_snapshot(version="older", as_of="2025-01-01T00:00:00Z", ttl_sec=600)
+        assert (await restarted.post("w1", older)).status_code == 201
+        latest = await restarted.get("/risk-hub/worlds/w1/snapshots/latest")
+        assert latest.status_code == 404
+        assert "'newest'" in latest.json()["error"]["message"]

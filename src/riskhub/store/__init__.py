@@ -78,10 +78,13 @@ class NewOutboxEvent:
 
 @dataclass(frozen=True, slots=True)
 class InsertResult:
-    """``created`` is False for an idempotent retry; ``snapshot`` is what the store holds."""
+    """``created`` is False for an idempotent retry; ``snapshot`` is what the store holds.
+    ``newest_in`` lists the scopes (None = the world, else a stage) in which the new snapshot is
+    now the newest, as seen inside the inserting transaction: only those may be cached."""
 
     created: bool
     snapshot: StoredSnapshot
+    newest_in: tuple[str | None, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -366,7 +366,7 @@ def _insert_snapshot(conn: sqlite3.Connection, snap: StoredSnapshot, event: NewO
                     us_from_utc(snap.created_at),
                 ],
             )
-            return InsertResult(created=True, snapshot=snap)
+            return InsertResult(created=True, snapshot=snap, newest_in=_newest_in(conn, snap))
         row = conn.execute(
             f"SELECT {_SNAPSHOT_COLUMNS} FROM risk_snapshots WHERE world_id = ? AND version = ?",
             [snap.world_id, snap.version],
@@ -381,6 +381,19 @@ def _insert_snapshot(conn: sqlite3.Connection, snap: StoredSnapshot, event: NewO
             field="version",
         )
     return result
+
+
+def _newest_in(conn: sqlite3.Connection, snap: StoredSnapshot) -> tuple[str | None, ...]:
+    rank = [us_from_utc(snap.as_of), us_from_utc(snap.created_at)]
+    newer = "SELECT 1 FROM risk_snapshots WHERE world_id = ? AND (as_of_us, created_at_us) > (?, ?)"
+    scopes: list[str | None] = []
+    if conn.execute(newer, [snap.world_id, *rank]).fetchone() is None:
+        scopes.append(None)
+    if snap.stage is not None and (
+        conn.execute(f"{newer} AND stage = ?", [snap.world_id, *rank, snap.stage]).fetchone() is None
+    ):
+        scopes.append(snap.stage)
+    return tuple(scopes)
 
 
 def _record_outcome(
