@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aioboto3
@@ -21,11 +19,7 @@ from botocore.exceptions import EndpointConnectionError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-_TESTS_DIR = str(Path(__file__).resolve().parents[1])
-if _TESTS_DIR not in sys.path:  # `services` lives in tests/, which is not a package
-    sys.path.insert(0, _TESTS_DIR)
-
-from services import (  # noqa: E402
+from services import (
     KafkaService,
     PostgresService,
     RedisService,

@@ -71,7 +71,7 @@ class SnapshotConsumer:
         self._metrics = metrics
         self._dlq = dlq
         self._policy = policy
-        self._clock = clock
+        self.clock = clock
         self._sleep = sleep
 
     async def handle(self, record: ReceivedRecord) -> None:
@@ -151,7 +151,7 @@ class SnapshotConsumer:
             offset=record.offset,
             source=self._policy.source,
             key=record.key,
-            now=self._clock(),
+            now=self.clock(),
         )
         try:
             await self._dlq.send(self._policy.dlq_topic, dlq_record)
@@ -176,7 +176,7 @@ class SnapshotConsumer:
             expires_at = parse_timestamp(created_at, "created_at") + timedelta(seconds=ttl)
         except ContractError:
             return False
-        return self._clock() >= expires_at
+        return self.clock() >= expires_at
 
     @staticmethod
     def _dedupe_key(event: Event) -> str:

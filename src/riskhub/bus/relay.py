@@ -19,7 +19,7 @@ import orjson
 from riskhub.bus import Publisher
 from riskhub.bus.codec import encode_event
 from riskhub.metrics import Metrics
-from riskhub.store import OutboxEvent, SnapshotStore
+from riskhub.store import OutboxBatch, OutboxEvent, SnapshotStore
 
 log = logging.getLogger(__name__)
 
@@ -57,26 +57,24 @@ class OutboxRelay:
 
     async def publish_pending(self) -> tuple[int, int]:
         """One pass over pending events; returns (published, failed)."""
-        events = await self._store.claim_outbox(self._batch_size)
         published: list[int] = []
         failed, blocked = 0, set()
-        try:
-            for event in events:
-                if event.world_id in blocked:
-                    continue
-                if await self._publish(event):
-                    published.append(event.id)
-                else:
-                    failed += 1
-                    blocked.add(event.world_id)
-        finally:
-            await self._store.mark_published(published)
-            unsent = [e.id for e in events if e.id not in set(published)]
-            await self._store.release_claims(unsent)
+        async with self._store.claim_outbox(self._batch_size) as batch:
+            try:
+                for event in batch.events:
+                    if event.world_id in blocked:
+                        continue
+                    if await self._publish(event, batch):
+                        published.append(event.id)
+                    else:
+                        failed += 1
+                        blocked.add(event.world_id)
+            finally:
+                await batch.mark_published(published)
         self._metrics.outbox_published.inc(len(published))
         return len(published), failed
 
-    async def _publish(self, event: OutboxEvent) -> bool:
+    async def _publish(self, event: OutboxEvent, batch: OutboxBatch) -> bool:
         record = encode_event(
             event_id=event.event_id,
             event_type=event.event_type,
@@ -91,7 +89,7 @@ class OutboxRelay:
         except Exception as exc:  # any bus failure: keep the event, retry on a later pass
             self._metrics.outbox_publish_errors.inc()
             log.warning("publish of outbox event %s failed: %s", event.id, exc)
-            await self._store.mark_failed(event.id, f"{type(exc).__name__}: {exc}")
+            await batch.mark_failed(event.id, f"{type(exc).__name__}: {exc}")
             return False
         self._metrics.relay_latency.observe((self._clock() - event.created_at).total_seconds())
         return True

@@ -7,6 +7,7 @@ test suite. A snapshot row and the outbox row announcing it are written in ONE t
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -103,6 +104,18 @@ class WorkerResult:
     result: dict[str, object]
 
 
+class OutboxBatch(Protocol):
+    """Events claimed by one relay pass."""
+
+    events: list[OutboxEvent]
+
+    async def mark_published(self, ids: Sequence[int]) -> None:
+        """Mark events as acknowledged by the bus."""
+
+    async def mark_failed(self, event_id: int, error: str) -> None:
+        """Record a failed publish attempt; the event stays pending."""
+
+
 class SnapshotStore(Protocol):
     """Snapshots, outbox and processed keys behind one small interface."""
 
@@ -138,18 +151,9 @@ class SnapshotStore(Protocol):
     async def world_ids(self) -> list[str]:
         """Every world with at least one snapshot."""
 
-    async def claim_outbox(self, limit: int) -> list[OutboxEvent]:
-        """Unsent events to publish, in outbox order, never a later row of a world whose
-        earlier row is unsent and held by someone else."""
-
-    async def mark_published(self, ids: Sequence[int]) -> None:
-        """Mark events as acknowledged by the bus."""
-
-    async def mark_failed(self, event_id: int, error: str) -> None:
-        """Record a failed publish attempt; the event stays pending."""
-
-    async def release_claims(self, ids: Sequence[int]) -> None:
-        """Give claimed but unpublished events back (no-op where claims are transactional)."""
+    def claim_outbox(self, limit: int) -> AbstractAsyncContextManager[OutboxBatch]:
+        """Claim unsent events in outbox order for the duration of the block. For each world the
+        claimed events are a prefix of its unsent ones, and no other claimer holds that world."""
 
     async def outbox_backlog(self) -> OutboxBacklog:
         """Count and age of unsent events."""

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -221,31 +222,18 @@ class SqliteStore:
         row = await self._run(lambda conn: conn.execute(sql, params).fetchone())
         return None if row is None else _snapshot(row)
 
-    async def claim_outbox(self, limit: int) -> list[OutboxEvent]:
-        """Pending events in outbox order (one relay per process: no locking needed)."""
+    @asynccontextmanager
+    async def claim_outbox(self, limit: int) -> AsyncIterator[_Batch]:
+        """Pending events in outbox order (one relay per process, so nothing to lock)."""
         sql = (
             "SELECT id, world_id, event_id, event_type, correlation_id, created_at_us, data,"
             " attempts FROM risk_outbox WHERE status = 'pending' ORDER BY id LIMIT ?"
         )
         rows = await self._run(lambda conn: conn.execute(sql, [limit]).fetchall())
-        return [
-            OutboxEvent(
-                id=row[0],
-                world_id=row[1],
-                event_id=row[2],
-                event_type=row[3],
-                correlation_id=row[4],
-                created_at=utc_from_us(row[5]),
-                data=bytes(row[6]),
-                attempts=row[7],
-            )
-            for row in rows
-        ]
+        yield _Batch(self, [_outbox_event(row) for row in rows])
 
     async def mark_published(self, ids: Sequence[int]) -> None:
         """Mark events sent."""
-        if not ids:
-            return
         now = _now_us()
         await self._run(
             lambda conn: _in_transaction(
@@ -266,9 +254,6 @@ class SqliteStore:
                 [error[:2000], event_id],
             )
         )
-
-    async def release_claims(self, ids: Sequence[int]) -> None:
-        """Nothing to release: claims are not recorded in SQLite."""
 
     async def outbox_backlog(self) -> OutboxBacklog:
         """Pending count and oldest pending time."""
@@ -301,6 +286,35 @@ class SqliteStore:
             ).fetchall()
         )
         return [WorkerResult(worker=row[0], result=orjson.loads(row[1])) for row in rows]
+
+
+class _Batch:
+    """A relay pass over SQLite: marks are applied as they come."""
+
+    def __init__(self, store: SqliteStore, events: list[OutboxEvent]) -> None:
+        self._store, self.events = store, events
+
+    async def mark_published(self, ids: Sequence[int]) -> None:
+        """Mark events sent."""
+        if ids:
+            await self._store.mark_published(ids)
+
+    async def mark_failed(self, event_id: int, error: str) -> None:
+        """Count a failed attempt; the event stays pending."""
+        await self._store.mark_failed(event_id, error)
+
+
+def _outbox_event(row: tuple[Any, ...]) -> OutboxEvent:
+    return OutboxEvent(
+        id=row[0],
+        world_id=row[1],
+        event_id=row[2],
+        event_type=row[3],
+        correlation_id=row[4],
+        created_at=utc_from_us(row[5]),
+        data=bytes(row[6]),
+        attempts=row[7],
+    )
 
 
 def _in_transaction(conn: sqlite3.Connection, work: Callable[[], T]) -> T:
