@@ -3,11 +3,14 @@ and hubs running their real lifespan, each test in a fresh namespace (data dir, 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,18 @@ from riskhub.api.app import create_app
 from riskhub.bootstrap import Components, build_components
 from riskhub.config import Settings
 
-from services import free_port, tcp_accepts
+from services import (
+    KafkaService,
+    PostgresService,
+    RedisService,
+    S3Service,
+    free_port,
+    start_kafka,
+    start_postgres,
+    start_redis,
+    start_s3,
+    tcp_accepts,
+)
 
 TOKEN = "test-token-rw"
 READ_TOKEN = "test-token-ro"
@@ -57,8 +71,8 @@ def hub_settings(tmp_path: Path, **overrides: Any) -> Settings:
 class HubClient:
     """An in-process hub (real lifespan, real store) and an httpx client on it."""
 
-    def __init__(self, app: FastAPI, parts: Components, client: httpx.AsyncClient) -> None:
-        self.app, self.parts, self.client = app, parts, client
+    def __init__(self, app: FastAPI, parts: Components, client: httpx.AsyncClient, backend: str) -> None:
+        self.app, self.parts, self.client, self.backend = app, parts, client, backend
 
     async def post(
         self,
@@ -115,16 +129,110 @@ def sample_snapshot(**changes: Any) -> dict[str, Any]:
     return doc
 
 
+# --- real services, started once per session when a test first needs them ------------------------
+
+
+@pytest.fixture(scope="session")
+def services_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("services")
+
+
+@pytest.fixture(scope="session")
+def postgres(services_dir: Path) -> Iterator[PostgresService]:
+    svc = start_postgres(services_dir, settings={"max_connections": "300"})
+    yield svc
+    svc.destroy()
+
+
+@pytest.fixture(scope="session")
+def redis_server(services_dir: Path) -> Iterator[RedisService]:
+    svc = start_redis(services_dir)
+    yield svc
+    svc.destroy()
+
+
+@pytest.fixture(scope="session")
+def s3(services_dir: Path) -> Iterator[S3Service]:
+    svc = start_s3(services_dir)
+    svc.create_bucket("riskhub-test")
+    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = svc.access_key, svc.secret_key
+    yield svc
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    svc.destroy()
+
+
+@pytest.fixture(scope="session")
+def kafka(services_dir: Path) -> Iterator[KafkaService]:
+    svc = start_kafka(services_dir)
+    yield svc
+    svc.destroy()
+
+
+@dataclass
+class Production:
+    """The production services and a fresh namespace in each (schema, key prefix, S3 prefix)."""
+
+    postgres: PostgresService
+    redis: RedisService
+    s3: S3Service
+    namespace: str
+
+    def settings(self) -> dict[str, Any]:
+        """Settings overrides that point a hub at this namespace."""
+        return {
+            "database_url": self.postgres.dsn,
+            "database_schema": self.namespace,
+            "redis_url": self.redis.url,
+            "cache_prefix": f"{self.namespace}:",
+            "blob_url": f"s3://riskhub-test/{self.namespace}",
+            "s3_endpoint_url": self.s3.endpoint_url,
+        }
+
+    def env(self) -> dict[str, str]:
+        """The same as ``RISKHUB_*`` environment variables (for server processes)."""
+        return {f"RISKHUB_{k.upper()}": str(v) for k, v in self.settings().items()}
+
+
 @pytest.fixture
-def make_hub(tmp_path: Path) -> Callable[..., Any]:
-    """Factory: ``async with make_hub(**settings) as hub`` gives a running in-process hub."""
+async def production(postgres: PostgresService, redis_server: RedisService, s3: S3Service) -> Production:
+    """Fresh PostgreSQL schema, Redis prefix and S3 prefix for one test."""
+    import asyncpg
+
+    namespace = f"t_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(postgres.dsn)
+    try:
+        await conn.execute(f"CREATE SCHEMA {namespace}")
+    finally:
+        await conn.close()
+    return Production(postgres, redis_server, s3, namespace)
+
+
+@pytest.fixture(params=["embedded", "production"])
+def backend(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Run the test once on embedded defaults and once on PostgreSQL + Redis + S3."""
+    if request.param == "embedded":
+        return {}
+    production: Production = request.getfixturevalue("production")
+    return {"backend": "production", **production.settings()}
+
+
+@pytest.fixture
+def make_hub(tmp_path: Path, backend: dict[str, Any]) -> Callable[..., Any]:
+    """Factory: ``async with make_hub(**settings) as hub`` gives a running in-process hub on the
+    test's backend (embedded, or production services in a fresh namespace)."""
     import contextlib
 
     @contextlib.asynccontextmanager
     async def factory(
         clock: FakeClock | None = None, background: bool = False, **overrides: Any
     ) -> AsyncIterator[HubClient]:
-        settings = hub_settings(tmp_path, **overrides)
+        backend_settings = {k: v for k, v in backend.items() if k != "backend"}
+        settings = hub_settings(tmp_path, **{**backend_settings, **overrides})
         parts = build_components(settings)
         if clock is not None:
             parts.hub.clock = clock
@@ -136,7 +244,7 @@ def make_hub(tmp_path: Path) -> Callable[..., Any]:
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://hub") as client:
-                yield HubClient(app, parts, client)
+                yield HubClient(app, parts, client, backend.get("backend", "embedded"))
 
     return factory
 
@@ -213,3 +321,39 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     yield factory
     for server in started:
         server.stop()
+
+
+async def corrupt_blob(hub: HubClient, ref: str) -> None:
+    """Change one digit of a stored blob in place, as a failing disk or an operator might."""
+    if ref.startswith("file://"):
+        await asyncio.to_thread(_flip_a_byte, Path(ref.removeprefix("file://")))
+        return
+    import aioboto3
+
+    bucket, _, key = ref.removeprefix("s3://").partition("/")
+    endpoint = hub.parts.settings.s3_endpoint_url
+    async with aioboto3.Session().client("s3", endpoint_url=endpoint, region_name="us-east-1") as s3:
+        obj = await s3.get_object(Bucket=bucket, Key=key)
+        content = bytearray(await obj["Body"].read())
+        content[5:6] = b"9"
+        await s3.put_object(Bucket=bucket, Key=key, Body=bytes(content))
+
+
+def _flip_a_byte(path: Path) -> None:
+    with path.open("r+b") as handle:
+        handle.seek(5)
+        handle.write(b"9")
+
+
+async def pg_execute(hub: HubClient, *statements: str) -> list[Any]:
+    """Run statements in the hub's PostgreSQL schema; returns each one's first value."""
+    import asyncpg
+
+    settings = hub.parts.settings
+    conn = await asyncpg.connect(
+        settings.database_url, server_settings={"search_path": settings.database_schema or "public"}
+    )
+    try:
+        return [await conn.fetchval(statement) for statement in statements]
+    finally:
+        await conn.close()

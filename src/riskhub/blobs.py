@@ -13,8 +13,15 @@ import hashlib
 import os
 import re
 import tempfile
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, cast
+
+import aioboto3
+import redis.asyncio as aioredis
+from aiobotocore.config import AioConfig
+from botocore.exceptions import BotoCoreError, ClientError
+from redis.exceptions import RedisError
 
 from riskhub.errors import BlobCorrupted, BlobStoreUnavailable, ContractError
 
@@ -127,3 +134,166 @@ class FileBlobStore:
 
     async def close(self) -> None:
         """Nothing to release."""
+
+
+# Existence check and TTL removal in one step: a blob cannot expire between the two.
+_PERSIST_IF_EXISTS = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('PERSIST', KEYS[1])
+  return 1
+end
+return 0
+"""
+
+
+class RedisBlobStore:
+    """Blobs as Redis strings ``<prefix><hex>`` (default prefix ``risk-blobs:``)."""
+
+    def __init__(self, url: str, *, prefix: str = "risk-blobs:", ttl_s: int | None = None) -> None:
+        self._redis = aioredis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=1.0)
+        self._url_base = url.split("://", 1)[1].split("/", 1)[0]
+        self._prefix = prefix
+        self._ttl_s = ttl_s  # for blobs nobody references yet; pinning clears it
+        self._ref = re.compile(re.escape(f"redis://{prefix}") + f"({_HEX})")
+        self._persist = self._redis.register_script(_PERSIST_IF_EXISTS)
+
+    def address_of(self, ref: str) -> str | None:
+        """Content address of a ``redis://<prefix><hex>`` ref."""
+        match = self._ref.fullmatch(ref)
+        return match.group(1) if match else None
+
+    async def put(self, content: bytes) -> str:
+        """SET (with EX when a TTL is configured) - idempotent by content."""
+        address = content_address(content)
+        try:
+            await self._redis.set(self._prefix + address, content, ex=self._ttl_s)
+        except RedisError as exc:
+            raise BlobStoreUnavailable(f"blob store: {type(exc).__name__}: {exc}") from exc
+        return f"redis://{self._prefix}{address}"
+
+    async def get(self, ref: str) -> bytes:
+        """GET and verify."""
+        address = require_address(self, ref, "ref")
+        try:
+            content = await self._redis.get(self._prefix + address)
+        except RedisError as exc:
+            raise BlobStoreUnavailable(f"blob store: {type(exc).__name__}: {exc}") from exc
+        if content is None:
+            raise ContractError(f"blob {ref} does not exist", field="ref")
+        return verify_content(ref, address, bytes(content))
+
+    async def pin(self, ref: str) -> bool:
+        """PERSIST: a referenced blob must outlive the snapshot rows that point to it."""
+        address = require_address(self, ref, "ref")
+        try:
+            exists = await self._persist(keys=[self._prefix + address])
+        except RedisError as exc:
+            raise BlobStoreUnavailable(f"blob store: {type(exc).__name__}: {exc}") from exc
+        return bool(exists)
+
+    async def ping(self) -> None:
+        """PING."""
+        try:
+            await cast("Awaitable[bool]", self._redis.ping())
+        except RedisError as exc:
+            raise BlobStoreUnavailable(f"blob store: {type(exc).__name__}: {exc}") from exc
+
+    async def close(self) -> None:
+        """Close the pool."""
+        await self._redis.aclose()
+
+
+class S3BlobStore:
+    """Blobs as objects ``s3://<bucket>/<prefix>/<hex>.json`` (any S3-compatible endpoint)."""
+
+    def __init__(
+        self, bucket: str, prefix: str, *, endpoint_url: str | None = None, region: str = "us-east-1"
+    ) -> None:
+        self._bucket = bucket
+        self._prefix = prefix.strip("/")
+        self._endpoint_url = endpoint_url
+        self._region = region
+        base = f"s3://{bucket}/" + (f"{self._prefix}/" if self._prefix else "")
+        self._base = base
+        self._ref = re.compile(re.escape(base) + f"({_HEX})\\.json")
+        self._session = aioboto3.Session()
+        self._client: Any = None
+        self._client_context: Any = None
+
+    def address_of(self, ref: str) -> str | None:
+        """Content address of a ref into this bucket and prefix."""
+        match = self._ref.fullmatch(ref)
+        return match.group(1) if match else None
+
+    def _object_key(self, address: str) -> str:
+        return (f"{self._prefix}/" if self._prefix else "") + f"{address}.json"
+
+    async def _s3(self) -> Any:
+        if self._client is None:
+            config = AioConfig(
+                connect_timeout=2, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"}
+            )
+            self._client_context = self._session.client(
+                "s3", endpoint_url=self._endpoint_url, region_name=self._region, config=config
+            )
+            self._client = await self._client_context.__aenter__()
+        return self._client
+
+    async def put(self, content: bytes) -> str:
+        """PUT the object (same key for the same content)."""
+        address = content_address(content)
+        try:
+            s3 = await self._s3()
+            await s3.put_object(
+                Bucket=self._bucket,
+                Key=self._object_key(address),
+                Body=content,
+                ContentType="application/json",
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise BlobStoreUnavailable(f"blob store: {type(exc).__name__}: {exc}") from exc
+        return f"{self._base}{address}.json"
+
+    async def get(self, ref: str) -> bytes:
+        """GET and verify."""
+        address = require_address(self, ref, "ref")
+        try:
+            s3 = await self._s3()
+            response = await s3.get_object(Bucket=self._bucket, Key=self._object_key(address))
+            async with response["Body"] as stream:
+                content = await stream.read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise ContractError(f"blob {ref} does not exist", field="ref") from None
+            raise BlobStoreUnavailable(f"blob store: {type(exc).__name__}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise BlobStoreUnavailable(f"blob store: {type(exc).__name__}: {exc}") from exc
+        return verify_content(ref, address, bytes(content))
+
+    async def pin(self, ref: str) -> bool:
+        """S3 objects here carry no expiry: pinning checks existence (HEAD)."""
+        address = require_address(self, ref, "ref")
+        try:
+            s3 = await self._s3()
+            await s3.head_object(Bucket=self._bucket, Key=self._object_key(address))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                return False
+            raise BlobStoreUnavailable(f"blob store: {type(exc).__name__}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise BlobStoreUnavailable(f"blob store: {type(exc).__name__}: {exc}") from exc
+        return True
+
+    async def ping(self) -> None:
+        """HEAD the bucket."""
+        try:
+            s3 = await self._s3()
+            await s3.head_bucket(Bucket=self._bucket)
+        except (BotoCoreError, ClientError) as exc:
+            raise BlobStoreUnavailable(f"blob store: {type(exc).__name__}: {exc}") from exc
+
+    async def close(self) -> None:
+        """Close the client."""
+        if self._client_context is not None:
+            await self._client_context.__aexit__(None, None, None)
+            self._client = self._client_context = None

@@ -12,16 +12,17 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from riskhub.blobs import BlobStore, FileBlobStore
+from riskhub.blobs import BlobStore, FileBlobStore, RedisBlobStore, S3BlobStore
 from riskhub.bus import Publisher
 from riskhub.bus.consumer import ConsumerPolicy, SnapshotConsumer
 from riskhub.bus.memory import MemoryBus
 from riskhub.bus.relay import OutboxRelay
-from riskhub.cache import LatestCache, MemoryCache
+from riskhub.cache import LatestCache, MemoryCache, RedisCache
 from riskhub.config import Settings
 from riskhub.hub import Hub, HubLimits, utc_now
 from riskhub.metrics import Metrics
 from riskhub.store import SnapshotStore
+from riskhub.store.postgres import PostgresStore
 from riskhub.store.sqlite import SqliteStore
 from riskhub.workers import DEFAULT_WORKERS
 
@@ -47,6 +48,8 @@ class Components:
     async def start(self, *, background: bool = True) -> None:
         """Open the store (migrations) and start the relay/consumer tasks the settings ask for."""
         await self.store.open()
+        if background and self.settings.run_relay:
+            await self.store.listen(self.relay.notify)
         if self.memory_bus is not None and self.settings.run_consumer:
             self.memory_bus.subscribe(self.settings.controlbus_topic, self.consumer.handle)
         if background and self.settings.run_relay:
@@ -74,6 +77,10 @@ def build_store(settings: Settings) -> SnapshotStore:
         return SqliteStore(settings.data_dir / "riskhub.sqlite3", synchronous=settings.sqlite_synchronous)
     if url.startswith("sqlite:///"):
         return SqliteStore(_path_of(url), synchronous=settings.sqlite_synchronous)
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresStore(
+            url, schema=settings.database_schema, max_connections=settings.database_pool_size
+        )
     raise ValueError(f"database_url: unsupported scheme in {url.split(':', 1)[0]!r}")
 
 
@@ -81,7 +88,7 @@ def build_cache(settings: Settings) -> LatestCache:
     """In-process unless ``redis_url`` is set."""
     if settings.redis_url is None:
         return MemoryCache()
-    raise ValueError("redis_url: the Redis cache is not available in this build")
+    return RedisCache(settings.redis_url, prefix=settings.cache_prefix, clock=utc_now)
 
 
 def build_blobs(settings: Settings) -> BlobStore:
@@ -91,6 +98,11 @@ def build_blobs(settings: Settings) -> BlobStore:
         return FileBlobStore((settings.data_dir / "blobs").absolute())
     if url.startswith("file://"):
         return FileBlobStore(_path_of(url))
+    if url.startswith("s3://"):
+        bucket, _, prefix = url.removeprefix("s3://").partition("/")
+        return S3BlobStore(bucket, prefix, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region)
+    if url.startswith(("redis://", "rediss://")):
+        return RedisBlobStore(url, prefix=settings.blob_redis_prefix, ttl_s=settings.blob_redis_ttl_sec)
     raise ValueError(f"blob_url: unsupported scheme in {url.split(':', 1)[0]!r}")
 
 

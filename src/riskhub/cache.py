@@ -8,10 +8,16 @@ the hub must answer "expired", not fall back to an older snapshot.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime
+from typing import Protocol, cast
 
-from riskhub.store import StoredSnapshot
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from riskhub.errors import CacheUnavailable
+from riskhub.store import StoredSnapshot, us_from_utc, utc_from_us
 
 
 class LatestCache(Protocol):
@@ -55,3 +61,99 @@ class MemoryCache:
 
     async def close(self) -> None:
         """Nothing to release."""
+
+
+# Replace the entry only if the offered snapshot ranks at least as high; value and expiry are
+# set by one SET ... PX inside the script, so no reader ever sees one without the other.
+_OFFER_IF_NEWER = """
+local current = redis.call('GET', KEYS[1])
+if current and string.sub(current, 1, 40) > ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1] .. ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+_RANK_BYTES = 40
+
+
+class RedisCache:
+    """Latest snapshots in Redis, shared by every hub replica; expiry follows each snapshot's TTL.
+
+    A key holds ``rank`` (as_of and created_at in microseconds, 20 digits each, so string order
+    is time order), the metadata as JSON, a newline, and the payload.
+    """
+
+    def __init__(self, url: str, *, prefix: str = "riskhub:", clock: Callable[[], datetime]) -> None:
+        self._redis = aioredis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        self._prefix = prefix
+        self._clock = clock
+        self._offer = self._redis.register_script(_OFFER_IF_NEWER)
+
+    def _key(self, world_id: str, stage: str | None) -> str:
+        return f"{self._prefix}latest:{world_id}" + ("" if stage is None else f":{stage}")
+
+    async def get(self, world_id: str, stage: str | None) -> StoredSnapshot | None:
+        """The cached latest, or None."""
+        try:
+            raw = await self._redis.get(self._key(world_id, stage))
+        except RedisError as exc:
+            raise CacheUnavailable(f"cache: {type(exc).__name__}: {exc}") from exc
+        return None if raw is None else _decode(raw)
+
+    async def offer(self, snapshot: StoredSnapshot, scopes: Iterable[str | None]) -> None:
+        """Atomically keep the newer snapshot per scope; the key expires with the snapshot."""
+        ttl_ms = int((snapshot.expires_at - self._clock()).total_seconds() * 1000)
+        if ttl_ms <= 0:
+            return
+        rank, value = _encode(snapshot)
+        try:
+            for scope in scopes:
+                await self._offer(keys=[self._key(snapshot.world_id, scope)], args=[rank, value, ttl_ms])
+        except RedisError as exc:
+            raise CacheUnavailable(f"cache: {type(exc).__name__}: {exc}") from exc
+
+    async def ping(self) -> None:
+        """PING."""
+        try:
+            await cast("Awaitable[bool]", self._redis.ping())
+        except RedisError as exc:
+            raise CacheUnavailable(f"cache: {type(exc).__name__}: {exc}") from exc
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self._redis.aclose()
+
+
+def _encode(snapshot: StoredSnapshot) -> tuple[bytes, bytes]:
+    rank = b"%020d%020d" % (us_from_utc(snapshot.as_of), us_from_utc(snapshot.created_at))
+    meta = orjson.dumps(
+        [
+            snapshot.world_id,
+            snapshot.version,
+            snapshot.hash,
+            snapshot.content_sha256,
+            us_from_utc(snapshot.expires_at),
+            snapshot.actor,
+            snapshot.stage,
+        ]
+    )
+    return rank, meta + b"\n" + snapshot.payload
+
+
+def _decode(raw: bytes) -> StoredSnapshot:
+    meta_end = raw.index(b"\n", _RANK_BYTES)
+    world_id, version, hash_, content_sha256, expires_us, actor, stage = orjson.loads(
+        raw[_RANK_BYTES:meta_end]
+    )
+    return StoredSnapshot(
+        world_id=world_id,
+        version=version,
+        hash=hash_,
+        content_sha256=content_sha256,
+        as_of=utc_from_us(int(raw[:20])),
+        created_at=utc_from_us(int(raw[20:40])),
+        expires_at=utc_from_us(expires_us),
+        actor=actor,
+        stage=stage,
+        payload=raw[meta_end + 1 :],
+    )

@@ -34,12 +34,15 @@ class Settings(BaseSettings):
 
     # Store, cache, blobs: unset -> embedded (SQLite / in-process / files under data_dir)
     data_dir: Path = Path("riskhub-data")
-    database_url: str | None = None
+    database_url: str | None = None  # sqlite:///path or postgresql://user@host:port/db
+    database_schema: str | None = None  # PostgreSQL search_path (one schema per deployment/test)
+    database_pool_size: int = 10
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     redis_url: str | None = None
     cache_prefix: str = "riskhub:"
     blob_url: str | None = None  # file:///abs/dir, s3://bucket/prefix, redis://host:port/db
     blob_redis_prefix: str = "risk-blobs:"
+    blob_redis_ttl_sec: int | None = None  # expiry of blobs no accepted snapshot references yet
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
     inline_cov_threshold: int = 256 * 1024  # bytes of a part's canonical JSON

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from conftest import READ_TOKEN, TOKEN, HubClient, sample_snapshot
+from conftest import READ_TOKEN, TOKEN, HubClient, pg_execute, sample_snapshot
 
 LATEST = "/risk-hub/worlds/w1/snapshots/latest"
 
@@ -90,30 +90,40 @@ async def test_chunked_body_over_the_limit_is_413(make_hub: Callable[..., Any]) 
 
 async def test_a_failure_between_the_two_inserts_leaves_neither(hub: HubClient, tmp_path: Path) -> None:
     # A real database failure on the outbox insert, inside the snapshot's transaction.
-    install_failing_outbox_trigger(tmp_path / "data" / "riskhub.sqlite3")
+    await install_failing_outbox_trigger(hub, tmp_path)
     response = await hub.post("w1", sample_snapshot())
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
-    assert "Traceback" not in response.text
+    assert "Traceback" not in response.text and "disk on fire" not in response.text
     assert (await hub.get(LATEST)).status_code == 404
-    assert count_rows(tmp_path / "data" / "riskhub.sqlite3") == (0, 0)
+    assert await count_rows(hub, tmp_path) == (0, 0)
 
 
-def install_failing_outbox_trigger(db: Path) -> None:
+async def install_failing_outbox_trigger(hub: HubClient, tmp_path: Path) -> None:
     """Make every outbox insert fail with a database error."""
-    with sqlite3.connect(db) as conn:
-        conn.execute(
-            "CREATE TRIGGER fail_outbox BEFORE INSERT ON risk_outbox"
-            " BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"
-        )
+    if hub.backend == "embedded":
+        with sqlite3.connect(tmp_path / "data" / "riskhub.sqlite3") as conn:
+            conn.execute(
+                "CREATE TRIGGER fail_outbox BEFORE INSERT ON risk_outbox"
+                " BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"
+            )
+        return
+    await pg_execute(
+        hub,
+        "CREATE FUNCTION fail_outbox() RETURNS trigger AS"
+        " $$ BEGIN RAISE EXCEPTION 'disk on fire'; END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER fail_outbox BEFORE INSERT ON risk_outbox FOR EACH ROW EXECUTE FUNCTION fail_outbox()",
+    )
 
 
-def count_rows(db: Path) -> tuple[int, int]:
+async def count_rows(hub: HubClient, tmp_path: Path) -> tuple[int, int]:
     """(snapshots, outbox rows)."""
-    with sqlite3.connect(db) as conn:
-        snapshots = conn.execute("SELECT count(*) FROM risk_snapshots").fetchone()[0]
-        outbox = conn.execute("SELECT count(*) FROM risk_outbox").fetchone()[0]
-    return snapshots, outbox
+    sql = ("SELECT count(*) FROM risk_snapshots", "SELECT count(*) FROM risk_outbox")
+    if hub.backend == "embedded":
+        with sqlite3.connect(tmp_path / "data" / "riskhub.sqlite3") as conn:
+            return conn.execute(sql[0]).fetchone()[0], conn.execute(sql[1]).fetchone()[0]
+    counts = await pg_execute(hub, *sql)
+    return counts[0], counts[1]
 
 
 async def test_unknown_route_and_method_get_json_errors(hub: HubClient) -> None:

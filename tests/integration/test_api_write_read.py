@@ -7,7 +7,7 @@ from typing import Any
 
 from riskhub.contract import snapshot_hash, verify_hash
 
-from conftest import FakeClock, HubClient, sample_snapshot
+from conftest import FakeClock, HubClient, corrupt_blob, sample_snapshot
 
 
 async def test_new_snapshot_is_201_and_served_as_latest(hub: HubClient) -> None:
@@ -131,7 +131,8 @@ async def test_large_parts_are_offloaded_and_expand_restores_them_exactly(
     async with make_hub(inline_cov_threshold=1024) as hub:
         assert (await hub.post("w1", body)).status_code == 201
         stored = (await hub.get("/risk-hub/worlds/w1/snapshots/latest")).json()
-        assert "covariance" not in stored and stored["covariance_ref"].startswith("file://")
+        assert "covariance" not in stored
+        assert hub.parts.blobs.address_of(stored["covariance_ref"]) is not None
         assert sorted(stored["hub_offloaded"]) == ["covariance", "realized_returns"]
         expanded = (await hub.get("/risk-hub/worlds/w1/snapshots/latest", expand="true")).json()
         assert expanded["covariance"] == covariance
@@ -154,7 +155,7 @@ async def test_corrupted_blob_is_detected_on_expand(make_hub: Callable[..., Any]
     async with make_hub(inline_cov_threshold=512) as hub:
         assert (await hub.post("w1", body)).status_code == 201
         ref = (await hub.get("/risk-hub/worlds/w1/snapshots/latest")).json()["covariance_ref"]
-        flip_a_byte(ref.removeprefix("file://"))
+        await corrupt_blob(hub, ref)
         broken = await hub.get("/risk-hub/worlds/w1/snapshots/latest", expand="true")
         assert broken.status_code == 502
         assert broken.json()["error"]["code"] == "blob_corrupted"
@@ -172,13 +173,6 @@ async def test_event_reaches_the_consumer_once_and_workers_run(hub: HubClient) -
     assert records[0].key == b"w1"
     backlog = await hub.parts.store.outbox_backlog()
     assert backlog.pending == 0
-
-
-def flip_a_byte(path: str) -> None:
-    """Change one digit of a blob in place, as a disk or an operator might."""
-    with open(path, "r+b") as handle:
-        handle.seek(5)
-        handle.write(b"9")
 
 
 async def test_an_older_new_version_after_a_restart_does_not_become_latest(

@@ -6,7 +6,7 @@ test suite. A snapshot row and the outbox row announcing it are written in ONE t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -127,6 +127,9 @@ class SnapshotStore(Protocol):
 
     async def ping(self) -> None:
         """Raise ``StoreUnavailable`` unless the store answers."""
+
+    async def listen(self, on_commit: Callable[[], None]) -> None:
+        """Call ``on_commit`` when any process commits an outbox row (where the store can)."""
 
     async def insert_snapshot(self, snapshot: StoredSnapshot, event: NewOutboxEvent) -> InsertResult:
         """Store snapshot + outbox event in one transaction; same content again is a no-op;

@@ -169,6 +169,9 @@ class SqliteStore:
         """Run a trivial query."""
         await self._run(lambda conn: conn.execute("SELECT 1").fetchone())
 
+    async def listen(self, on_commit: Callable[[], None]) -> None:
+        """One process per SQLite file: the hub's in-process wake-up is enough."""
+
     async def insert_snapshot(self, snapshot: StoredSnapshot, event: NewOutboxEvent) -> InsertResult:
         """Snapshot + outbox row in one transaction; idempotent on equal content."""
         return await self._run(lambda conn: _insert_snapshot(conn, snapshot, event))

@@ -1,0 +1,478 @@
+"""Production store: PostgreSQL through an asyncpg pool, safe with several hub replicas.
+
+Ordering across replicas, the subtle part:
+* Sequence values commit out of order: writer A takes outbox id 100, writer B id 101, B commits
+  first. A relay reading "pending rows of world W by id" could then publish 101 before 100.
+  So writers of one world serialize on an advisory lock (namespace WRITE) taken BEFORE the
+  outbox id is drawn: per world, ids are handed out in commit order.
+* Relays claim whole worlds with a try-lock (namespace RELAY) held for the pass's transaction,
+  and take the world's pending rows in id order (``FOR UPDATE SKIP LOCKED``). A world is thus
+  published by one relay at a time, as a prefix of its pending rows; writers never wait for a
+  relay (different namespace).
+* Writers ``NOTIFY risk_outbox`` in their transaction, so relays wake within milliseconds of a
+  commit instead of polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, TypeVar
+
+import asyncpg
+import orjson
+
+from riskhub.errors import StoreUnavailable, VersionConflict
+from riskhub.store import (
+    OUTCOME_PROCESSED,
+    InsertResult,
+    NewOutboxEvent,
+    OutboxBacklog,
+    OutboxEvent,
+    StoredSnapshot,
+    WorkerResult,
+)
+
+T = TypeVar("T")
+NOTIFY_CHANNEL = "risk_outbox"
+WRITE_LOCK, RELAY_LOCK = 7301, 7302  # advisory lock namespaces (first key of the pair)
+MIGRATION_LOCK = 7300
+
+# Applied in order at start (and by `riskhub migrate`); never edit a released one, append.
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (
+        1,
+        [
+            """CREATE TABLE risk_snapshots (
+                world_id text NOT NULL,
+                version text NOT NULL,
+                hash text NOT NULL,
+                content_sha256 text NOT NULL,
+                as_of timestamptz NOT NULL,
+                created_at timestamptz NOT NULL,
+                expires_at timestamptz NOT NULL,
+                actor text NOT NULL,
+                stage text,
+                payload jsonb NOT NULL,
+                PRIMARY KEY (world_id, version)
+            )""",
+            "CREATE INDEX risk_snapshots_latest ON risk_snapshots (world_id, as_of DESC, created_at DESC)",
+            "CREATE INDEX risk_snapshots_stage ON risk_snapshots"
+            " (world_id, stage, as_of DESC, created_at DESC)",
+            "CREATE INDEX risk_snapshots_actor ON risk_snapshots"
+            " (world_id, actor, as_of DESC, created_at DESC)",
+            """CREATE TABLE risk_outbox (
+                id bigserial PRIMARY KEY,
+                world_id text NOT NULL,
+                event_id text NOT NULL,
+                event_type text NOT NULL,
+                correlation_id text,
+                data text NOT NULL,
+                status text NOT NULL DEFAULT 'pending',
+                attempts integer NOT NULL DEFAULT 0,
+                last_error text,
+                created_at timestamptz NOT NULL,
+                published_at timestamptz
+            )""",
+            "CREATE INDEX risk_outbox_pending ON risk_outbox (world_id, id) WHERE status = 'pending'",
+            """CREATE TABLE risk_processed (
+                dedupe_key text PRIMARY KEY,
+                outcome text NOT NULL,
+                processed_at timestamptz NOT NULL DEFAULT now()
+            )""",
+            """CREATE TABLE risk_worker_results (
+                dedupe_key text NOT NULL,
+                worker text NOT NULL,
+                result jsonb NOT NULL,
+                PRIMARY KEY (dedupe_key, worker)
+            )""",
+        ],
+    ),
+]
+
+_SNAPSHOT_COLUMNS = (
+    "world_id, version, hash, content_sha256, as_of, created_at, expires_at, actor, stage, payload::text"
+)
+_NEWEST_FIRST = "ORDER BY as_of DESC, created_at DESC"
+# Errors meaning "the database is not there right now"; anything else is a bug and propagates.
+_UNAVAILABLE = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.PostgresError,
+)
+
+
+def _snapshot(row: asyncpg.Record) -> StoredSnapshot:
+    return StoredSnapshot(
+        world_id=row[0],
+        version=row[1],
+        hash=row[2],
+        content_sha256=row[3],
+        as_of=row[4],
+        created_at=row[5],
+        expires_at=row[6],
+        actor=row[7],
+        stage=row[8],
+        payload=row[9].encode(),
+    )
+
+
+def _filters(stage: str | None, actor: str | None, first: int) -> tuple[str, list[Any]]:
+    clauses, params = [], []
+    for column, value in (("stage", stage), ("actor", actor)):
+        if value is not None:
+            params.append(value)
+            clauses.append(f"AND {column} = ${first + len(params) - 1}")
+    return " ".join(clauses), params
+
+
+class PostgresStore:
+    """``SnapshotStore`` on PostgreSQL."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str | None = None,
+        min_connections: int = 1,
+        max_connections: int = 10,
+        command_timeout_s: float = 10.0,
+    ) -> None:
+        self._dsn = dsn
+        self._schema = schema
+        self._min, self._max = min_connections, max_connections
+        self._command_timeout_s = command_timeout_s
+        self._pool: asyncpg.Pool | None = None
+        self._listener: asyncpg.Connection | None = None
+        self._on_notify: Callable[[], None] | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Create the pool and apply migrations."""
+        settings = {"search_path": self._schema} if self._schema else {}
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=self._min,
+                max_size=self._max,
+                command_timeout=self._command_timeout_s,
+                server_settings={"synchronous_commit": "on", **settings},
+            )
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"store unavailable: {type(exc).__name__}: {exc}") from exc
+        await self.migrate()
+
+    async def close(self) -> None:
+        """Close listener and pool."""
+        if self._listener is not None:
+            with contextlib.suppress(*_UNAVAILABLE):
+                await self._listener.close()
+            self._listener = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations (serialized across processes); returns the versions applied."""
+
+        async def work(conn: asyncpg.Connection) -> list[int]:
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations"
+                " (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            applied = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            done = []
+            for version, statements in MIGRATIONS:
+                if version not in applied:
+                    for statement in statements:
+                        await conn.execute(statement)
+                    await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+                    done.append(version)
+            return done
+
+        return await self._transaction(work)
+
+    async def ping(self) -> None:
+        """Run a trivial query."""
+        await self._call(lambda conn: conn.fetchval("SELECT 1"))
+
+    async def listen(self, on_notify: Callable[[], None]) -> None:
+        """Call ``on_notify`` whenever a writer commits an outbox row (LISTEN/NOTIFY)."""
+        self._on_notify = on_notify
+        try:
+            self._listener = await asyncpg.connect(
+                self._dsn, server_settings={"search_path": self._schema} if self._schema else {}
+            )
+            await self._listener.add_listener(NOTIFY_CHANNEL, self._notified)
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"store unavailable: {type(exc).__name__}: {exc}") from exc
+
+    def _notified(self, *_: object) -> None:
+        if self._on_notify is not None:
+            self._on_notify()
+
+    async def _call(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        if self._pool is None:
+            raise StoreUnavailable("store is not open")
+        try:
+            async with self._pool.acquire() as conn:
+                return await work(conn)
+        except _UNAVAILABLE as exc:  # the one boundary where driver errors are translated
+            raise StoreUnavailable(f"store unavailable: {type(exc).__name__}: {exc}") from exc
+
+    async def _transaction(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        async def in_transaction(conn: asyncpg.Connection) -> T:
+            async with conn.transaction():
+                return await work(conn)
+
+        return await self._call(in_transaction)
+
+    # --- snapshots ------------------------------------------------------------------------------
+
+    async def insert_snapshot(self, snapshot: StoredSnapshot, event: NewOutboxEvent) -> InsertResult:
+        """Snapshot + outbox row in one transaction; idempotent on equal content."""
+        result = await self._transaction(lambda conn: _insert_snapshot(conn, snapshot, event))
+        if not result.created and result.snapshot.content_sha256 != snapshot.content_sha256:
+            raise VersionConflict(
+                f"version: {snapshot.world_id}/{snapshot.version} exists with hash "
+                f"{result.snapshot.hash}; a version is immutable, publish a new version",
+                field="version",
+            )
+        return result
+
+    async def get_snapshot(self, world_id: str, version: str) -> StoredSnapshot | None:
+        """The snapshot with this version."""
+        sql = f"SELECT {_SNAPSHOT_COLUMNS} FROM risk_snapshots WHERE world_id = $1 AND version = $2"
+        return await self._one(sql, world_id, version)
+
+    async def latest_snapshot(
+        self, world_id: str, *, stage: str | None = None, actor: str | None = None
+    ) -> StoredSnapshot | None:
+        """Greatest as_of, ties by created_at."""
+        where, params = _filters(stage, actor, 2)
+        sql = (
+            f"SELECT {_SNAPSHOT_COLUMNS} FROM risk_snapshots WHERE world_id = $1 {where}"
+            f" {_NEWEST_FIRST} LIMIT 1"
+        )
+        return await self._one(sql, world_id, *params)
+
+    async def list_snapshots(
+        self, world_id: str, *, limit: int, stage: str | None = None, actor: str | None = None
+    ) -> list[StoredSnapshot]:
+        """Newest first."""
+        where, params = _filters(stage, actor, 2)
+        sql = (
+            f"SELECT {_SNAPSHOT_COLUMNS} FROM risk_snapshots WHERE world_id = $1 {where}"
+            f" {_NEWEST_FIRST} LIMIT ${len(params) + 2}"
+        )
+        rows = await self._call(lambda conn: conn.fetch(sql, world_id, *params, limit))
+        return [_snapshot(row) for row in rows]
+
+    async def snapshot_as_of(self, world_id: str, as_of: datetime) -> StoredSnapshot | None:
+        """Newest snapshot with as_of at or before the given time."""
+        sql = (
+            f"SELECT {_SNAPSHOT_COLUMNS} FROM risk_snapshots WHERE world_id = $1 AND as_of <= $2"
+            f" {_NEWEST_FIRST} LIMIT 1"
+        )
+        return await self._one(sql, world_id, as_of)
+
+    async def world_ids(self) -> list[str]:
+        """Every world with a snapshot."""
+        rows = await self._call(
+            lambda conn: conn.fetch("SELECT DISTINCT world_id FROM risk_snapshots ORDER BY world_id")
+        )
+        return [row[0] for row in rows]
+
+    async def _one(self, sql: str, *params: Any) -> StoredSnapshot | None:
+        row = await self._call(lambda conn: conn.fetchrow(sql, *params))
+        return None if row is None else _snapshot(row)
+
+    # --- outbox ---------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def claim_outbox(self, limit: int) -> AsyncIterator[_Batch]:
+        """Claim worlds (try-lock) and their pending rows for one relay pass; commit at the end."""
+        if self._pool is None:
+            raise StoreUnavailable("store is not open")
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                events = await _claim(conn, limit)
+                yield _Batch(conn, events)
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"store unavailable: {type(exc).__name__}: {exc}") from exc
+
+    async def outbox_backlog(self) -> OutboxBacklog:
+        """Pending count and oldest pending time."""
+        row = await self._call(
+            lambda conn: conn.fetchrow(
+                "SELECT count(*), min(created_at) FROM risk_outbox WHERE status = 'pending'"
+            )
+        )
+        return OutboxBacklog(row[0], row[1])
+
+    # --- processed keys -------------------------------------------------------------------------
+
+    async def record_outcome(self, dedupe_key: str, outcome: str, results: Sequence[WorkerResult]) -> bool:
+        """Processed key + worker rows in one transaction; False if already processed."""
+
+        async def work(conn: asyncpg.Connection) -> bool:
+            recorded = await conn.fetchval(
+                "INSERT INTO risk_processed (dedupe_key, outcome) VALUES ($1, $2)"
+                " ON CONFLICT (dedupe_key) DO UPDATE SET outcome = excluded.outcome,"
+                " processed_at = now() WHERE risk_processed.outcome <> $3 RETURNING true",
+                dedupe_key,
+                outcome,
+                OUTCOME_PROCESSED,
+            )
+            if not recorded:
+                return False
+            await conn.executemany(
+                "INSERT INTO risk_worker_results (dedupe_key, worker, result) VALUES ($1, $2, $3::jsonb)"
+                " ON CONFLICT (dedupe_key, worker) DO UPDATE SET result = excluded.result",
+                [(dedupe_key, r.worker, orjson.dumps(r.result).decode()) for r in results],
+            )
+            return True
+
+        return await self._transaction(work)
+
+    async def processed_outcome(self, dedupe_key: str) -> str | None:
+        """The outcome recorded for a key."""
+        value = await self._call(
+            lambda conn: conn.fetchval("SELECT outcome FROM risk_processed WHERE dedupe_key = $1", dedupe_key)
+        )
+        return None if value is None else str(value)
+
+    async def worker_results(self, dedupe_key: str) -> list[WorkerResult]:
+        """Worker rows of a key."""
+        rows = await self._call(
+            lambda conn: conn.fetch(
+                "SELECT worker, result::text FROM risk_worker_results WHERE dedupe_key = $1 ORDER BY worker",
+                dedupe_key,
+            )
+        )
+        return [WorkerResult(worker=row[0], result=orjson.loads(row[1])) for row in rows]
+
+
+class _Batch:
+    """A relay pass: marks go into the claiming transaction."""
+
+    def __init__(self, conn: asyncpg.Connection, events: list[OutboxEvent]) -> None:
+        self._conn, self.events = conn, events
+
+    async def mark_published(self, ids: Sequence[int]) -> None:
+        """Mark events sent (committed with the pass)."""
+        if ids:
+            await self._conn.execute(
+                "UPDATE risk_outbox SET status = 'published', published_at = now(),"
+                " attempts = attempts + 1 WHERE id = ANY($1::bigint[])",
+                list(ids),
+            )
+
+    async def mark_failed(self, event_id: int, error: str) -> None:
+        """Count a failed attempt; the event stays pending."""
+        await self._conn.execute(
+            "UPDATE risk_outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
+            event_id,
+            error[:2000],
+        )
+
+
+async def _claim(conn: asyncpg.Connection, limit: int) -> list[OutboxEvent]:
+    worlds = await conn.fetch(
+        "SELECT world_id FROM risk_outbox WHERE status = 'pending'"
+        " GROUP BY world_id ORDER BY min(id) LIMIT $1",
+        limit,
+    )
+    locked = [
+        row[0]
+        for row in worlds
+        if await conn.fetchval("SELECT pg_try_advisory_xact_lock($1, hashtext($2))", RELAY_LOCK, row[0])
+    ]
+    if not locked:
+        return []
+    rows = await conn.fetch(
+        "SELECT id, world_id, event_id, event_type, correlation_id, created_at, data, attempts"
+        " FROM risk_outbox WHERE status = 'pending' AND world_id = ANY($1::text[])"
+        " ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+        locked,
+        limit,
+    )
+    return [
+        OutboxEvent(
+            id=row[0],
+            world_id=row[1],
+            event_id=row[2],
+            event_type=row[3],
+            correlation_id=row[4],
+            created_at=row[5],
+            data=row[6].encode(),
+            attempts=row[7],
+        )
+        for row in rows
+    ]
+
+
+async def _insert_snapshot(
+    conn: asyncpg.Connection, snap: StoredSnapshot, event: NewOutboxEvent
+) -> InsertResult:
+    # Serialize writers of this world before the outbox id is drawn (see the module docstring).
+    await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", WRITE_LOCK, snap.world_id)
+    inserted = await conn.fetchval(
+        "INSERT INTO risk_snapshots (world_id, version, hash, content_sha256, as_of, created_at,"
+        " expires_at, actor, stage, payload) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10::jsonb)"
+        " ON CONFLICT (world_id, version) DO NOTHING RETURNING true",
+        snap.world_id,
+        snap.version,
+        snap.hash,
+        snap.content_sha256,
+        snap.as_of,
+        snap.created_at,
+        snap.expires_at,
+        snap.actor,
+        snap.stage,
+        snap.payload.decode(),
+    )
+    if not inserted:
+        row = await conn.fetchrow(
+            f"SELECT {_SNAPSHOT_COLUMNS} FROM risk_snapshots WHERE world_id = $1 AND version = $2",
+            snap.world_id,
+            snap.version,
+        )
+        return InsertResult(created=False, snapshot=_snapshot(row))
+    await conn.execute(
+        "INSERT INTO risk_outbox (world_id, event_id, event_type, correlation_id, data, created_at)"
+        " VALUES ($1,$2,$3,$4,$5,$6)",
+        event.world_id,
+        event.event_id,
+        event.event_type,
+        event.correlation_id,
+        event.data.decode(),
+        snap.created_at,
+    )
+    await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
+    return InsertResult(created=True, snapshot=snap, newest_in=await _newest_in(conn, snap))
+
+
+async def _newest_in(conn: asyncpg.Connection, snap: StoredSnapshot) -> tuple[str | None, ...]:
+    row = await conn.fetchrow(
+        "SELECT NOT EXISTS (SELECT 1 FROM risk_snapshots WHERE world_id = $1"
+        "   AND (as_of, created_at) > ($2, $3)),"
+        " NOT EXISTS (SELECT 1 FROM risk_snapshots WHERE world_id = $1 AND stage = $4"
+        "   AND (as_of, created_at) > ($2, $3))",
+        snap.world_id,
+        snap.as_of,
+        snap.created_at,
+        snap.stage,
+    )
+    scopes: list[str | None] = [None] if row[0] else []
+    if snap.stage is not None and row[1]:
+        scopes.append(snap.stage)
+    return tuple(scopes)
