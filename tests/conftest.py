@@ -199,16 +199,13 @@ class Production:
 
 
 @pytest.fixture
-async def production(postgres: PostgresService, redis_server: RedisService, s3: S3Service) -> Production:
-    """Fresh PostgreSQL schema, Redis prefix and S3 prefix for one test."""
-    import asyncpg
-
+def production(postgres: PostgresService, redis_server: RedisService, s3: S3Service) -> Production:
+    """Fresh PostgreSQL schema, Redis prefix and S3 prefix for one test (sync, so that async
+    fixtures can request it through ``getfixturevalue``)."""
     namespace = f"t_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(postgres.dsn)
-    try:
-        await conn.execute(f"CREATE SCHEMA {namespace}")
-    finally:
-        await conn.close()
+    psql = [str(postgres.bindir / "psql"), "-h", postgres.host, "-p", str(postgres.port)]
+    psql += ["-U", postgres.user, "-d", postgres.database, "-qc", f"CREATE SCHEMA {namespace}"]
+    subprocess.run(psql, check=True, capture_output=True)
     return Production(postgres, redis_server, s3, namespace)
 
 

@@ -93,6 +93,10 @@ _SNAPSHOT_COLUMNS = (
 _NEWEST_FIRST = "ORDER BY as_of_us DESC, created_at_us DESC"
 
 
+def _new_thread() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="riskhub-sqlite")
+
+
 def _now_us() -> int:
     return us_from_utc(datetime.now(UTC))
 
@@ -129,7 +133,8 @@ class SqliteStore:
     def __init__(self, path: Path, *, synchronous: str = "NORMAL") -> None:
         self._path = path
         self._synchronous = synchronous
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="riskhub-sqlite")
+        self._executor = _new_thread()  # replaced on open() after close()
+        self._closed = False
         self._conn: sqlite3.Connection | None = None
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -147,6 +152,8 @@ class SqliteStore:
     async def open(self) -> None:
         """Create the file if needed, enable WAL and apply migrations."""
         self._path.parent.mkdir(parents=True, exist_ok=True)
+        if self._closed:
+            self._executor, self._closed = _new_thread(), False
         loop = asyncio.get_running_loop()
         self._conn = await loop.run_in_executor(self._executor, self._connect)
         await self._run(_migrate)
@@ -164,6 +171,7 @@ class SqliteStore:
             conn, self._conn = self._conn, None
             await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
         self._executor.shutdown(wait=True)
+        self._closed = True
 
     async def ping(self) -> None:
         """Run a trivial query."""

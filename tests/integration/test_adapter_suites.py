@@ -1,0 +1,246 @@
+"""The same store, cache and blob suites against every implementation (real services)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from riskhub.blobs import BlobStore, FileBlobStore, RedisBlobStore, S3BlobStore
+from riskhub.cache import LatestCache, MemoryCache, RedisCache
+from riskhub.errors import BlobCorrupted, ContractError, VersionConflict
+from riskhub.store import NewOutboxEvent, SnapshotStore, StoredSnapshot, WorkerResult
+from riskhub.store.postgres import PostgresStore
+from riskhub.store.sqlite import SqliteStore
+
+from conftest import Production
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def snapshot(
+    version: str, *, world: str = "w1", minutes: int = 0, stage: str | None = "paper", digest: str = "d1"
+) -> StoredSnapshot:
+    created = datetime.now(UTC)
+    return StoredSnapshot(
+        world_id=world,
+        version=version,
+        hash=f"sha256:{digest}",
+        content_sha256=f"sha256:{digest}",
+        as_of=T0 + timedelta(minutes=minutes),
+        created_at=created,
+        expires_at=created + timedelta(hours=1),
+        actor="gateway",
+        stage=stage,
+        payload=b'{"version":"%s"}' % version.encode(),
+    )
+
+
+def event(world: str = "w1", event_id: str = "e") -> NewOutboxEvent:
+    return NewOutboxEvent(
+        world_id=world, event_id=event_id, event_type="risk_snapshot_updated", correlation_id=None, data=b"{}"
+    )
+
+
+# --- stores ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SnapshotStore]:
+    if request.param == "sqlite":
+        impl: SnapshotStore = SqliteStore(tmp_path / "store.sqlite3")
+    else:
+        production: Production = request.getfixturevalue("production")
+        impl = PostgresStore(production.postgres.dsn, schema=production.namespace)
+    await impl.open()
+    yield impl
+    await impl.close()
+
+
+async def test_store_insert_is_idempotent_and_conflicts_on_other_content(store: SnapshotStore) -> None:
+    first = await store.insert_snapshot(snapshot("v1"), event())
+    assert first.created and first.newest_in == (None, "paper")
+    again = await store.insert_snapshot(snapshot("v1"), event())
+    assert not again.created and again.snapshot.version == "v1"
+    with pytest.raises(VersionConflict):
+        await store.insert_snapshot(snapshot("v1", digest="other"), event())
+    async with store.claim_outbox(10) as batch:
+        assert len(batch.events) == 1  # one event, not three
+
+
+async def test_store_newest_in_tells_where_a_snapshot_is_newest(store: SnapshotStore) -> None:
+    await store.insert_snapshot(snapshot("live", minutes=10, stage="live"), event())
+    older_paper = await store.insert_snapshot(snapshot("paper", minutes=5, stage="paper"), event())
+    assert older_paper.newest_in == ("paper",)
+    older = await store.insert_snapshot(snapshot("old", minutes=1, stage="live"), event())
+    assert older.newest_in == ()
+
+
+async def test_store_latest_list_and_as_of(store: SnapshotStore) -> None:
+    for version, minutes, stage in (("a", 0, "paper"), ("b", 20, "live"), ("c", 10, "paper")):
+        await store.insert_snapshot(snapshot(version, minutes=minutes, stage=stage), event())
+    assert (await store.latest_snapshot("w1")).version == "b"  # type: ignore[union-attr]
+    assert (await store.latest_snapshot("w1", stage="paper")).version == "c"  # type: ignore[union-attr]
+    assert await store.latest_snapshot("w1", actor="nobody") is None
+    assert [s.version for s in await store.list_snapshots("w1", limit=10)] == ["b", "c", "a"]
+    assert [s.version for s in await store.list_snapshots("w1", limit=2, stage="paper")] == ["c", "a"]
+    found = await store.snapshot_as_of("w1", T0 + timedelta(minutes=15))
+    assert found is not None and found.version == "c"
+    assert await store.world_ids() == ["w1"]
+
+
+async def test_store_outbox_is_claimed_in_order_and_marked(store: SnapshotStore) -> None:
+    for i in range(5):
+        await store.insert_snapshot(snapshot(f"v{i}", world=f"w{i % 2}"), event(f"w{i % 2}", f"e{i}"))
+    async with store.claim_outbox(10) as batch:
+        assert [e.event_id for e in batch.events] == ["e0", "e1", "e2", "e3", "e4"]
+        await batch.mark_published([batch.events[0].id, batch.events[1].id])
+        await batch.mark_failed(batch.events[2].id, "broker down")
+    backlog = await store.outbox_backlog()
+    assert backlog.pending == 3 and backlog.oldest_created_at is not None
+    async with store.claim_outbox(10) as batch:
+        assert [e.event_id for e in batch.events] == ["e2", "e3", "e4"]
+        assert batch.events[0].attempts == 1
+
+
+async def test_store_processed_keys_are_unique_and_dlq_can_be_reprocessed(store: SnapshotStore) -> None:
+    rows = [WorkerResult("stress", {"x": 1})]
+    assert await store.record_outcome("k1", "processed", rows)
+    assert not await store.record_outcome("k1", "processed", [WorkerResult("stress", {"x": 2})])
+    assert await store.worker_results("k1") == rows
+    assert await store.record_outcome("k2", "dlq", [])
+    assert await store.processed_outcome("k2") == "dlq"
+    assert await store.record_outcome("k2", "processed", rows)  # a replay runs the workers again
+    assert await store.processed_outcome("k2") == "processed"
+
+
+async def test_store_concurrent_duplicate_outcomes_record_once(store: SnapshotStore) -> None:
+    results = await asyncio.gather(
+        *(store.record_outcome("same", "processed", [WorkerResult("w", {"i": i})]) for i in range(8))
+    )
+    assert results.count(True) == 1
+
+
+async def test_store_migrations_are_idempotent(store: SnapshotStore) -> None:
+    await store.close()
+    await store.open()  # applying migrations again is a no-op
+    assert await store.world_ids() == []
+
+
+# --- caches ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def cache(request: pytest.FixtureRequest) -> AsyncIterator[LatestCache]:
+    if request.param == "memory":
+        impl: LatestCache = MemoryCache()
+    else:
+        production: Production = request.getfixturevalue("production")
+        impl = RedisCache(
+            production.redis.url, prefix=f"{production.namespace}:", clock=lambda: datetime.now(UTC)
+        )
+    yield impl
+    await impl.close()
+
+
+async def test_cache_keeps_the_newest_per_scope(cache: LatestCache) -> None:
+    await cache.offer(snapshot("b", minutes=10), (None, "paper"))
+    await cache.offer(snapshot("a", minutes=5), (None, "paper"))  # older: ignored
+    got = await cache.get("w1", None)
+    assert got is not None and got.version == "b"
+    await cache.offer(snapshot("c", minutes=20, stage="live"), (None, "live"))
+    assert (await cache.get("w1", None)).version == "c"  # type: ignore[union-attr]
+    assert (await cache.get("w1", "paper")).version == "b"  # type: ignore[union-attr]
+    assert await cache.get("w1", "backtest") is None
+
+
+async def test_cache_round_trips_every_field(cache: LatestCache) -> None:
+    original = snapshot("v1", stage=None)
+    await cache.offer(original, (None,))
+    assert await cache.get("w1", None) == original
+
+
+async def test_redis_cache_entry_expires_with_the_snapshot(production: Production) -> None:
+    cache = RedisCache(
+        production.redis.url, prefix=f"{production.namespace}:", clock=lambda: datetime.now(UTC)
+    )
+    await cache.offer(replace_expiry(snapshot("v1"), milliseconds=300), (None,))
+    assert await cache.get("w1", None) is not None
+    await asyncio.sleep(0.5)
+    assert await cache.get("w1", None) is None
+    await cache.close()
+
+
+def replace_expiry(snap: StoredSnapshot, *, milliseconds: int) -> StoredSnapshot:
+    from dataclasses import replace
+
+    return replace(snap, expires_at=datetime.now(UTC) + timedelta(milliseconds=milliseconds))
+
+
+# --- blob stores ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["file", "s3", "redis"])
+async def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[BlobStore]:
+    if request.param == "file":
+        impl: BlobStore = FileBlobStore(tmp_path / "blobs")
+    else:
+        production: Production = request.getfixturevalue("production")
+        if request.param == "s3":
+            impl = S3BlobStore("riskhub-test", production.namespace, endpoint_url=production.s3.endpoint_url)
+        else:
+            impl = RedisBlobStore(production.redis.url, prefix=f"{production.namespace}:blob:", ttl_s=60)
+    yield impl
+    await impl.close()
+
+
+async def test_blob_refs_are_content_addressed(blobs: BlobStore) -> None:
+    ref = await blobs.put(b'{"a,b":0.1}')
+    assert await blobs.put(b'{"a,b":0.1}') == ref
+    assert await blobs.put(b'{"a,b":0.2}') != ref
+    assert await blobs.get(ref) == b'{"a,b":0.1}'
+    assert blobs.address_of(ref) == ref.rsplit("/", 1)[-1].split(":")[-1].removesuffix(".json")
+    assert await blobs.pin(ref)
+    await blobs.ping()
+
+
+async def test_blob_refs_outside_the_store_are_refused(blobs: BlobStore) -> None:
+    ref = await blobs.put(b"[1]")
+    foreign = [
+        "file:///etc/passwd",
+        ref.replace(ref.rsplit("/", 1)[-1], "../" + ref.rsplit("/", 1)[-1]),
+        "s3://other-bucket/x/" + "0" * 64 + ".json",
+        "redis://elsewhere:" + "0" * 64,
+        ref + "x",
+    ]
+    for bad in foreign:
+        assert blobs.address_of(bad) is None, bad
+        with pytest.raises(ContractError):
+            await blobs.get(bad)
+
+
+async def test_missing_blob_is_reported_not_invented(blobs: BlobStore) -> None:
+    ref = await blobs.put(b"[2]")
+    missing = ref.replace(blobs.address_of(ref) or "", "f" * 64)
+    assert not await blobs.pin(missing)
+    with pytest.raises(ContractError):
+        await blobs.get(missing)
+
+
+async def test_redis_blob_pin_clears_the_ttl(production: Production) -> None:
+    store = RedisBlobStore(production.redis.url, prefix=f"{production.namespace}:b:", ttl_s=60)
+    ref = await store.put(b"[3]")
+    client = aioredis.Redis.from_url(production.redis.url)
+    key = f"{production.namespace}:b:" + (store.address_of(ref) or "")
+    assert 0 < await client.ttl(key) <= 60
+    assert await store.pin(ref)
+    assert await client.ttl(key) == -1
+    await client.set(key, b"[4]")  # corrupt it
+    with pytest.raises(BlobCorrupted):
+        await store.get(ref)
+    await client.aclose()
+    await store.close()
