@@ -40,6 +40,7 @@ T = TypeVar("T")
 NOTIFY_CHANNEL = "risk_outbox"
 WRITE_LOCK, RELAY_LOCK = 7301, 7302  # advisory lock namespaces (first key of the pair)
 MIGRATION_LOCK = 7300
+RELISTEN_INTERVAL_S = 1.0
 
 # Applied in order at start (and by `riskhub migrate`); never edit a released one, append.
 MIGRATIONS: list[tuple[int, list[str]]] = [
@@ -151,6 +152,7 @@ class PostgresStore:
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
         self._on_notify: Callable[[], None] | None = None
+        self._relisten_task: asyncio.Task[None] | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -171,13 +173,15 @@ class PostgresStore:
 
     async def close(self) -> None:
         """Close listener and pool."""
+        pool, self._pool = self._pool, None
+        if self._relisten_task is not None:
+            self._relisten_task.cancel()
         if self._listener is not None:
             with contextlib.suppress(*_UNAVAILABLE):
                 await self._listener.close()
             self._listener = None
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        if pool is not None:
+            await pool.close()
 
     async def migrate(self) -> list[int]:
         """Apply pending migrations (serialized across processes); returns the versions applied."""
@@ -205,15 +209,35 @@ class PostgresStore:
         await self._call(lambda conn: conn.fetchval("SELECT 1"))
 
     async def listen(self, on_notify: Callable[[], None]) -> None:
-        """Call ``on_notify`` whenever a writer commits an outbox row (LISTEN/NOTIFY)."""
+        """Call ``on_notify`` whenever a writer commits an outbox row (LISTEN/NOTIFY). If the
+        listening connection dies (database restart), it is re-established in the background."""
         self._on_notify = on_notify
+        await self._connect_listener()
+
+    async def _connect_listener(self) -> None:
         try:
-            self._listener = await asyncpg.connect(
+            listener = await asyncpg.connect(
                 self._dsn, server_settings={"search_path": self._schema} if self._schema else {}
             )
-            await self._listener.add_listener(NOTIFY_CHANNEL, self._notified)
+            await listener.add_listener(NOTIFY_CHANNEL, self._notified)
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"store unavailable: {type(exc).__name__}: {exc}") from exc
+        listener.add_termination_listener(self._listener_lost)
+        self._listener = listener
+
+    def _listener_lost(self, *_: object) -> None:
+        self._listener = None
+        if self._pool is not None:  # not closing
+            self._relisten_task = asyncio.get_running_loop().create_task(self._relisten())
+
+    async def _relisten(self) -> None:
+        while self._pool is not None and self._listener is None:
+            try:
+                await self._connect_listener()
+            except StoreUnavailable:
+                await asyncio.sleep(RELISTEN_INTERVAL_S)
+                continue
+            self._notified()  # rows may have been committed while nobody listened
 
     def _notified(self, *_: object) -> None:
         if self._on_notify is not None:
