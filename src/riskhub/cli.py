@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -96,6 +98,95 @@ def lint(
 
 class _LintProblem(Exception):
     pass
+
+
+DsnOption = Annotated[
+    str | None, typer.Option("--dsn", help="Database URL [RISKHUB_DATABASE_URL]", show_default=False)
+]
+
+
+@app.command()
+def migrate(dsn: DsnOption = None, schema: Annotated[str | None, typer.Option()] = None) -> None:
+    """Apply pending schema migrations (the hub also applies them at start)."""
+    from riskhub.bootstrap import build_store
+
+    settings = _settings(database_url=dsn, database_schema=schema)
+
+    async def run() -> None:
+        store = build_store(settings)
+        await store.open()
+        await store.close()
+
+    asyncio.run(run())
+    typer.echo(f"schema up to date ({_database_kind(settings)})")
+
+
+@app.command()
+def backfill(
+    dsn: DsnOption = None,
+    redis: Annotated[str | None, typer.Option("--redis", help="Redis URL [RISKHUB_REDIS_URL]")] = None,
+    world: Annotated[list[str] | None, typer.Option("--world", help="World id (repeatable)")] = None,
+    all_worlds: Annotated[bool, typer.Option("--all", help="Every world in the store")] = False,
+    re_emit: Annotated[bool, typer.Option("--re-emit", help="Also enqueue each latest event again")] = False,
+    schema: Annotated[str | None, typer.Option(help="PostgreSQL schema")] = None,
+) -> None:
+    """Repopulate the latest cache from the store, with a progress bar and a summary."""
+    from rich.progress import Progress
+
+    from riskhub.backfill import backfill_latest
+    from riskhub.bootstrap import build_cache, build_store
+
+    settings = _settings(database_url=dsn, redis_url=redis, database_schema=schema)
+    if settings.redis_url is None:
+        _fail("--redis (or RISKHUB_REDIS_URL) is required: the embedded cache lives inside the hub")
+    if not world and not all_worlds:
+        _fail("name worlds with --world, or pass --all")
+
+    async def run() -> None:
+        store, cache = build_store(settings), build_cache(settings)
+        await store.open()
+        try:
+            worlds = await store.world_ids() if all_worlds else list(world or [])
+            with Progress(transient=True) as progress:
+                task = progress.add_task("backfilling", total=len(worlds))
+                report = await backfill_latest(
+                    store,
+                    cache,
+                    worlds,
+                    stages=settings.allowed_stages,
+                    re_emit=re_emit,
+                    on_world=lambda _: progress.advance(task),
+                )
+        finally:
+            await cache.close()
+            await store.close()
+        typer.echo(
+            f"backfilled {report.worlds} worlds: {report.cached} cache entries,"
+            f" {report.re_emitted} events re-emitted, {len(report.missing)} without snapshots"
+            + (f" ({', '.join(report.missing)})" if report.missing else "")
+        )
+
+    _run_or_fail(run())
+
+
+def _settings(**overrides: Any) -> Settings:
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _database_kind(settings: Settings) -> str:
+    return "sqlite" if settings.database_url is None else settings.database_url.split(":", 1)[0]
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _run_or_fail(main: Coroutine[Any, Any, None]) -> None:
+    try:
+        asyncio.run(main)
+    except RiskHubError as exc:
+        _fail(exc.message)
 
 
 def main() -> None:

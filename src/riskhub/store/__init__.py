@@ -154,6 +154,9 @@ class SnapshotStore(Protocol):
     async def world_ids(self) -> list[str]:
         """Every world with at least one snapshot."""
 
+    async def enqueue_event(self, event: NewOutboxEvent) -> None:
+        """Add an event to the outbox on its own (re-emitting a stored snapshot)."""
+
     def claim_outbox(self, limit: int) -> AbstractAsyncContextManager[OutboxBatch]:
         """Claim unsent events in outbox order for the duration of the block. For each world the
         claimed events are a prefix of its unsent ones, and no other claimer holds that world."""

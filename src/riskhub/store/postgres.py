@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import asyncpg
@@ -321,6 +321,15 @@ class PostgresStore:
 
     # --- outbox ---------------------------------------------------------------------------------
 
+    async def enqueue_event(self, event: NewOutboxEvent) -> None:
+        """Insert one outbox row (under the world's writer lock, like a snapshot's)."""
+
+        async def work(conn: asyncpg.Connection) -> None:
+            await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", WRITE_LOCK, event.world_id)
+            await _insert_event(conn, event, datetime.now(UTC))
+
+        await self._transaction(work)
+
     @asynccontextmanager
     async def claim_outbox(self, limit: int) -> AsyncIterator[_Batch]:
         """Claim worlds (try-lock) and their pending rows for one relay pass; commit at the end."""
@@ -471,6 +480,11 @@ async def _insert_snapshot(
             snap.version,
         )
         return InsertResult(created=False, snapshot=_snapshot(row))
+    await _insert_event(conn, event, snap.created_at)
+    return InsertResult(created=True, snapshot=snap, newest_in=await _newest_in(conn, snap))
+
+
+async def _insert_event(conn: asyncpg.Connection, event: NewOutboxEvent, created_at: datetime) -> None:
     await conn.execute(
         "INSERT INTO risk_outbox (world_id, event_id, event_type, correlation_id, data, created_at)"
         " VALUES ($1,$2,$3,$4,$5,$6)",
@@ -479,10 +493,9 @@ async def _insert_snapshot(
         event.event_type,
         event.correlation_id,
         event.data.decode(),
-        snap.created_at,
+        created_at,
     )
     await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
-    return InsertResult(created=True, snapshot=snap, newest_in=await _newest_in(conn, snap))
 
 
 async def _newest_in(conn: asyncpg.Connection, snap: StoredSnapshot) -> tuple[str | None, ...]:

@@ -233,6 +233,10 @@ class SqliteStore:
         row = await self._run(lambda conn: conn.execute(sql, params).fetchone())
         return None if row is None else _snapshot(row)
 
+    async def enqueue_event(self, event: NewOutboxEvent) -> None:
+        """Insert one outbox row."""
+        await self._run(lambda conn: _in_transaction(conn, lambda: _insert_event(conn, event, _now_us())))
+
     @asynccontextmanager
     async def claim_outbox(self, limit: int) -> AsyncIterator[_Batch]:
         """Pending events in outbox order (one relay per process, so nothing to lock)."""
@@ -379,18 +383,7 @@ def _insert_snapshot(conn: sqlite3.Connection, snap: StoredSnapshot, event: NewO
             ],
         ).rowcount
         if inserted:
-            conn.execute(
-                "INSERT INTO risk_outbox (world_id, event_id, event_type, correlation_id, data,"
-                " created_at_us) VALUES (?,?,?,?,?,?)",
-                [
-                    event.world_id,
-                    event.event_id,
-                    event.event_type,
-                    event.correlation_id,
-                    event.data,
-                    us_from_utc(snap.created_at),
-                ],
-            )
+            _insert_event(conn, event, us_from_utc(snap.created_at))
             return InsertResult(created=True, snapshot=snap, newest_in=_newest_in(conn, snap))
         row = conn.execute(
             f"SELECT {_SNAPSHOT_COLUMNS} FROM risk_snapshots WHERE world_id = ? AND version = ?",
@@ -406,6 +399,14 @@ def _insert_snapshot(conn: sqlite3.Connection, snap: StoredSnapshot, event: NewO
             field="version",
         )
     return result
+
+
+def _insert_event(conn: sqlite3.Connection, event: NewOutboxEvent, created_at_us: int) -> None:
+    conn.execute(
+        "INSERT INTO risk_outbox (world_id, event_id, event_type, correlation_id, data,"
+        " created_at_us) VALUES (?,?,?,?,?,?)",
+        [event.world_id, event.event_id, event.event_type, event.correlation_id, event.data, created_at_us],
+    )
 
 
 def _newest_in(conn: sqlite3.Connection, snap: StoredSnapshot) -> tuple[str | None, ...]:
