@@ -15,6 +15,7 @@ from pathlib import Path
 from riskhub.blobs import BlobStore, FileBlobStore, RedisBlobStore, S3BlobStore
 from riskhub.bus import Publisher
 from riskhub.bus.consumer import ConsumerPolicy, SnapshotConsumer
+from riskhub.bus.kafka import GroupSettings, KafkaPublisher, KafkaWorker
 from riskhub.bus.memory import MemoryBus
 from riskhub.bus.relay import OutboxRelay
 from riskhub.cache import LatestCache, MemoryCache, RedisCache
@@ -24,7 +25,7 @@ from riskhub.metrics import Metrics
 from riskhub.store import SnapshotStore
 from riskhub.store.postgres import PostgresStore
 from riskhub.store.sqlite import SqliteStore
-from riskhub.workers import DEFAULT_WORKERS
+from riskhub.workers import load_workers
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +116,9 @@ def build_components(settings: Settings) -> Components:
     metrics = Metrics()
     store, cache, blobs = build_store(settings), build_cache(settings), build_blobs(settings)
     memory_bus = MemoryBus() if settings.controlbus_brokers is None else None
-    if memory_bus is None:
-        raise ValueError("controlbus_brokers: the Kafka bus is not available in this build")
-    publisher: Publisher = memory_bus
+    publisher: Publisher = memory_bus or KafkaPublisher(
+        settings.controlbus_brokers or "", idempotence=settings.controlbus_idempotence
+    )
     relay = OutboxRelay(
         store,
         publisher,
@@ -139,7 +140,7 @@ def build_components(settings: Settings) -> Components:
     consumer = SnapshotConsumer(
         store=store,
         blobs=blobs,
-        workers=DEFAULT_WORKERS,
+        workers=load_workers(settings.workers),
         metrics=metrics,
         dlq=publisher,
         policy=ConsumerPolicy(
@@ -162,4 +163,25 @@ def build_components(settings: Settings) -> Components:
         relay=relay,
         consumer=consumer,
         memory_bus=memory_bus,
+    )
+
+
+def build_kafka_worker(parts: Components) -> KafkaWorker:
+    """The consumer-group loop over the components' consumer (``riskhub worker``)."""
+    settings = parts.settings
+    if settings.controlbus_brokers is None:
+        raise ValueError(
+            "controlbus_brokers: `riskhub worker` consumes from Kafka; set RISKHUB_CONTROLBUS_BROKERS"
+        )
+    return KafkaWorker(
+        brokers=settings.controlbus_brokers,
+        topic=settings.controlbus_topic,
+        consumer=parts.consumer,
+        metrics=parts.metrics,
+        group=GroupSettings(
+            group_id=settings.consumer_group,
+            session_timeout_ms=settings.consumer_session_timeout_ms,
+            heartbeat_interval_ms=settings.consumer_heartbeat_interval_ms,
+            retry_pause_s=settings.retry_backoff_sec,
+        ),
     )

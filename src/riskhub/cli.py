@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
+import signal
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from prometheus_client import CollectorRegistry, start_http_server
+from rich.console import Console
+from rich.table import Table
 
 from riskhub.config import Settings
 from riskhub.contract import normalize_snapshot, parse_json
@@ -44,7 +49,7 @@ def serve(
     if not settings.tokens:
         generated = secrets.token_urlsafe(24)
         settings = settings.model_copy(update={"tokens": [generated]})
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    _configure_logging(log_level)
     _print_banner(settings, generated)
     config = uvicorn.Config(
         create_app(settings),
@@ -98,6 +103,143 @@ def lint(
 
 class _LintProblem(Exception):
     pass
+
+
+MetricsPort = Annotated[int, typer.Option(help="Prometheus /metrics port (0: off)")]
+MetricsHost = Annotated[str, typer.Option(help="Prometheus bind address")]
+
+
+@app.command()
+def worker(
+    metrics_port: MetricsPort = 9101,
+    metrics_host: MetricsHost = "127.0.0.1",
+    max_records: Annotated[int | None, typer.Option(help="Stop after this many records")] = None,
+) -> None:
+    """Consume `risk_snapshot_updated` events as group `worldservice-risk-hub` and run the workers."""
+    from riskhub.bootstrap import build_components, build_kafka_worker
+
+    _configure_logging("info")
+    settings = Settings().model_copy(update={"run_relay": False})
+
+    async def run() -> None:
+        parts = build_components(settings)
+        await parts.start(background=False)
+        try:
+            _serve_metrics(parts.metrics.registry, metrics_host, metrics_port)
+            await build_kafka_worker(parts).run(stop=_stop_on_signals(), max_records=max_records)
+        finally:
+            await parts.stop()
+
+    _run_or_fail(run())
+
+
+@app.command()
+def relay(metrics_port: MetricsPort = 9102, metrics_host: MetricsHost = "127.0.0.1") -> None:
+    """Publish the outbox to Kafka on its own (for `serve` replicas started with RISKHUB_RUN_RELAY=false)."""
+    from riskhub.bootstrap import build_components
+
+    _configure_logging("info")
+    settings = Settings().model_copy(update={"run_relay": True})
+    if settings.controlbus_brokers is None:
+        _fail("RISKHUB_CONTROLBUS_BROKERS is required: the in-process bus only exists inside `serve`")
+
+    async def run() -> None:
+        parts = build_components(settings)
+        await parts.start(background=True)
+        try:
+            _serve_metrics(parts.metrics.registry, metrics_host, metrics_port)
+            await _stop_on_signals().wait()
+        finally:
+            await parts.stop()
+
+    _run_or_fail(run())
+
+
+def _serve_metrics(registry: CollectorRegistry, host: str, port: int) -> None:
+    if port:
+        start_http_server(port, addr=host, registry=registry)
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+dlq_app = typer.Typer(help="Inspect and replay the dead-letter topic.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+
+
+@dlq_app.command("list")
+def dlq_list(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
+) -> None:
+    """List the events on `dlq_topic` with their error and origin."""
+    from riskhub.bus.dlq import read_dlq
+
+    settings = _kafka_settings()
+    entries = asyncio.run(read_dlq(settings.controlbus_brokers or "", settings.dlq_topic or ""))
+    if as_json:
+        for entry in entries:
+            typer.echo(json.dumps(entry.summary()))
+        return
+    table = Table("id", "origin", "world", "version", "attempts", "error")
+    for entry in entries:
+        row = entry.summary()
+        table.add_row(
+            row["id"],
+            row["origin"],
+            str(row["world_id"]),
+            str(row["version"]),
+            str(row["attempts"]),
+            f"{row['error_type']}: {row['error_message']}",
+        )
+    Console().print(table)
+    typer.echo(f"{len(entries)} dead-lettered events on {settings.dlq_topic}")
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    ids: Annotated[list[str] | None, typer.Option("--id", help="DLQ event id (repeatable)")] = None,
+    replay_all: Annotated[bool, typer.Option("--all", help="Every event on the DLQ")] = False,
+) -> None:
+    """Republish original events once, to their original topic (workers run again)."""
+    from riskhub.bus.dlq import read_dlq, replay
+    from riskhub.bus.kafka import KafkaPublisher
+
+    settings = _kafka_settings()
+    if not ids and not replay_all:
+        _fail("name events with --id, or pass --all")
+
+    async def run() -> None:
+        entries = await read_dlq(settings.controlbus_brokers or "", settings.dlq_topic or "")
+        chosen = entries if replay_all else [e for e in entries if e.id in set(ids or ())]
+        unknown = set(ids or ()) - {e.id for e in entries}
+        if unknown:
+            _fail(f"not on the DLQ: {', '.join(sorted(unknown))}")
+        publisher = KafkaPublisher(
+            settings.controlbus_brokers or "", idempotence=settings.controlbus_idempotence
+        )
+        try:
+            sent = await replay(publisher, chosen)
+        finally:
+            await publisher.close()
+        typer.echo(f"replayed {sent} of {len(chosen)} events")
+
+    _run_or_fail(run())
+
+
+def _kafka_settings() -> Settings:
+    settings = Settings()
+    if settings.controlbus_brokers is None or settings.dlq_topic is None:
+        _fail("RISKHUB_CONTROLBUS_BROKERS and RISKHUB_DLQ_TOPIC are required")
+    return settings
 
 
 DsnOption = Annotated[

@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     max_attempts: int = 3
     retry_backoff_sec: float = 0.5
     event_source: str = "riskhub"
+    # Worker handlers run by the consumer: "module:attribute" naming a Worker or a list of them.
+    workers: CommaList = Field(default_factory=lambda: ["riskhub.workers:DEFAULT_WORKERS"])
+    consumer_session_timeout_ms: int = 10_000
+    consumer_heartbeat_interval_ms: int = 1_000
 
     # Background tasks of `riskhub serve`
     run_relay: bool = True
@@ -63,7 +67,7 @@ class Settings(BaseSettings):
     relay_batch_size: int = 200
     bench_endpoints: bool = False  # /bench/parse and /bench/constant, baselines for `make bench`
 
-    @field_validator("tokens", "read_tokens", "allowed_stages", "allowed_actors", mode="before")
+    @field_validator("tokens", "read_tokens", "allowed_stages", "allowed_actors", "workers", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

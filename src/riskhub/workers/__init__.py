@@ -7,7 +7,8 @@ raising; only the consumer counts attempts.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+import importlib
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,3 +83,19 @@ DEFAULT_WORKERS: tuple[Worker, ...] = (
     Worker("stress", stress),
     Worker("live_checks", live_checks),
 )
+
+
+def load_workers(paths: Iterable[str]) -> tuple[Worker, ...]:
+    """Resolve ``module:attribute`` entries, each a ``Worker`` or a sequence of them."""
+    loaded: list[Worker] = []
+    for path in paths:
+        module_name, _, attribute = path.partition(":")
+        target = getattr(importlib.import_module(module_name), attribute)
+        items = [target] if isinstance(target, Worker) else list(target)
+        if not all(isinstance(item, Worker) for item in items):
+            raise ValueError(f"workers: {path!r} is not a Worker or a list of Workers")
+        loaded.extend(items)
+    names = [w.name for w in loaded]
+    if len(set(names)) != len(names):
+        raise ValueError(f"workers: duplicate worker names in {names}")
+    return tuple(loaded)
