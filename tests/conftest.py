@@ -233,7 +233,7 @@ def make_hub(tmp_path: Path, backend: dict[str, Any]) -> Callable[..., Any]:
         parts = build_components(settings)
         if clock is not None:
             parts.hub.clock = clock
-            parts.consumer._clock = clock
+            parts.consumer.clock = clock
         if not background:
             settings = settings.model_copy(update={"run_relay": False})
             parts.settings = settings

@@ -72,7 +72,7 @@ class SnapshotConsumer:
         self._dlq = dlq
         self._policy = policy
         self.clock = clock
-        self._sleep = sleep
+        self.sleep = sleep  # injectable: tests record the backoff
 
     async def handle(self, record: ReceivedRecord) -> None:
         """Handle one record completely, or raise ``NotHandled``."""
@@ -108,7 +108,7 @@ class SnapshotConsumer:
                     await self._store.record_outcome(key, OUTCOME_DLQ, [])
                     return
                 log.info("attempt %d of %s failed: %s", attempt, key, exc)
-                await self._sleep(self._policy.retry_backoff_s * 2 ** (attempt - 1))
+                await self.sleep(self._policy.retry_backoff_s * 2 ** (attempt - 1))
                 attempt += 1
                 self._metrics.retry.labels(*labels).inc()
         if await self._store.record_outcome(key, OUTCOME_PROCESSED, results):
