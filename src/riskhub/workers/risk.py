@@ -50,20 +50,23 @@ def max_drawdown(series: Sequence[float]) -> float:
 
 
 def covariance_variance(weights: Mapping[str, float], covariance: Mapping[str, Any]) -> float:
-    """Portfolio variance w' S w from the keyed or dense covariance form."""
+    """Portfolio variance w' S w from the keyed or dense covariance form. In the keyed form a pair
+    given one way only stands for both (a,b) and (b,a)."""
     if "ids" in covariance and "matrix" in covariance:
-        ids, matrix = covariance["ids"], covariance["matrix"]
+        w = [weights.get(a, 0.0) for a in covariance["ids"]]
         return math.fsum(
-            weights.get(a, 0.0) * weights.get(b, 0.0) * matrix[i][j]
-            for i, a in enumerate(ids)
-            for j, b in enumerate(ids)
+            w[i] * w[j] * v for i, row in enumerate(covariance["matrix"]) for j, v in enumerate(row)
         )
-    cells: dict[tuple[str, str], float] = {}
+    total = 0.0
     for key, value in covariance.items():
         a, b = key.split(",")
-        cells[(a, b)] = value
-        cells.setdefault((b, a), value)
-    return math.fsum(weights.get(a, 0.0) * weights.get(b, 0.0) * v for (a, b), v in cells.items())
+        if a == b:
+            total += weights.get(a, 0.0) ** 2 * value
+        elif f"{b},{a}" in covariance:
+            total += weights.get(a, 0.0) * weights.get(b, 0.0) * value
+        else:
+            total += 2.0 * weights.get(a, 0.0) * weights.get(b, 0.0) * value
+    return total
 
 
 def worst_stress(stress: Mapping[str, Mapping[str, float]]) -> dict[str, Any]:
