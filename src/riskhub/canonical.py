@@ -86,3 +86,30 @@ def _rewrite_numbers(raw: bytes, hits: list[int]) -> bytes:
 
 def _reference(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False).encode("ascii")
+
+
+# orjson turns integer literals beyond 64 bits into floats (or refuses them), which json.loads
+# keeps exact. Such literals need a run of 19+ digits; translate + substring search finds one at
+# memory speed. False hits (long decimals, digits in strings) only cost the slower parser.
+_DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_LONG_DIGIT_RUN = b"0" * 19
+
+
+def loads_exact(raw: bytes | str) -> Any:
+    """Parse JSON exactly as ``json.loads`` does (big integers stay integers; NaN literals parse)."""
+    data = raw.encode() if isinstance(raw, str) else raw
+    if _LONG_DIGIT_RUN not in data.translate(_DIGITS_AS_ZERO):
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass  # NaN/Infinity, lone surrogates, deep nesting: json.loads decides
+    return json.loads(data)
+
+
+def dumps_compact(obj: Any) -> bytes:
+    """Compact JSON bytes (key order kept); ``json.dumps`` for what orjson cannot write
+    (integers beyond 64 bits, lone surrogates, nesting deeper than 255)."""
+    try:
+        return orjson.dumps(obj)
+    except TypeError:
+        return json.dumps(obj, separators=(",", ":")).encode("ascii")

@@ -7,18 +7,18 @@ Every rejection names the field (``ContractError.field``) and says what was expe
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import re
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any
 
 import blake3
-import orjson
 
-from riskhub.canonical import canonical_json
+from riskhub.canonical import canonical_json, loads_exact
 from riskhub.errors import ContractError, Forbidden, MalformedRequest
 
 DEFAULT_TTL_S = 900
@@ -74,17 +74,27 @@ def dedupe_key(world_id: str, version: str, hash_: str, actor: str, stage: str |
 
 
 def parse_json(raw: bytes) -> Any:
-    """Parse a body as ``json.loads`` would (big integers and NaN literals included), else 400."""
+    """Parse a body as ``json.loads`` would (big integers stay integers), else 400. A NaN or
+    Infinity literal anywhere is a 422 naming where it is: no peer could verify its hash."""
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        # orjson refuses integers over 64 bits, NaN/Infinity and lone surrogates; json.loads
-        # takes them, so the contract can reject a NaN weight by name instead of "bad JSON".
-        return json.loads(raw)
+        doc = loads_exact(raw)
     except (ValueError, RecursionError) as exc:
         raise MalformedRequest(f"body: not valid JSON ({exc})", field="body") from None
+    _reject_non_finite(doc)
+    return doc
+
+
+def _reject_non_finite(doc: Any) -> None:
+    # Iterative: a body may nest deeper than the recursion limit allows.
+    stack: list[tuple[str, Any]] = [("", doc)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend((f"{where}.{key}" if where else str(key), item) for key, item in value.items())
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{index}]", item) for index, item in enumerate(value))
+        elif type(value) is float and not math.isfinite(value):
+            raise ContractError(f"{where}: must be a finite number, got {value!r}", field=where)
 
 
 def digest(canonical: bytes, algorithm: str) -> str:
@@ -176,13 +186,12 @@ def parse_timestamp(value: str, field_name: str) -> datetime:
     """ISO-8601 to an aware UTC datetime (``Z`` allowed; no offset means UTC)."""
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 shifted out of range
         raise ContractError(
-            f"{field_name}: must be an ISO-8601 timestamp, got {value!r}", field=field_name
+            f"{field_name}: must be an ISO-8601 timestamp within years 1-9999 UTC, got {value!r}",
+            field=field_name,
         ) from None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 # --- the rules, one function each -------------------------------------------------------------
@@ -218,8 +227,25 @@ def _check_version(body: dict[str, Any]) -> str:
     return value
 
 
+_NUMBER_TYPES = frozenset({int, float})
+_FLOAT_MAX = sys.float_info.max
+
+
 def _is_number(value: Any) -> bool:
-    return type(value) in (int, float) and math.isfinite(value)
+    """A JSON number a float can hold: finite float, or an integer within float range."""
+    kind = type(value)
+    if kind is float:
+        return math.isfinite(value)
+    return kind is int and -_FLOAT_MAX <= value <= _FLOAT_MAX
+
+
+def _all_numbers(values: Iterable[Any]) -> bool:
+    """``_is_number`` for every value, at C speed for the common case."""
+    values = list(values)
+    try:
+        return set(map(type, values)) <= _NUMBER_TYPES and all(map(math.isfinite, values))
+    except OverflowError:  # an integer beyond float range
+        return False
 
 
 def _require_number(value: Any, where: str) -> None:
@@ -281,6 +307,23 @@ def _check_covariance(body: dict[str, Any]) -> None:
 
 
 def _check_keyed_covariance(cov: dict[str, Any], weights: dict[str, Any]) -> None:
+    pairs = [key.split(COVARIANCE_SEPARATOR) for key in cov]
+    # Fast checks in C over the whole mapping; the slow loop only runs to name the culprit.
+    well_formed = {*map(len, pairs)} == {2} and set(chain.from_iterable(pairs)) <= weights.keys()
+    if not (well_formed and _all_numbers(cov.values())):
+        _name_bad_covariance_entry(cov, weights)
+    present = set(map(tuple, pairs))
+    # Pairs given both ways ("a,b" and "b,a") must agree.
+    for high, low in present & {(b, a) for a, b in present if a < b}:
+        forward, backward = cov[f"{low},{high}"], cov[f"{high},{low}"]
+        if not math.isclose(forward, backward):
+            where = f"covariance.{low},{high}"  # named in sorted order, whichever came first
+            raise ContractError(
+                f"{where}: differs from its symmetric pair ({forward!r} vs {backward!r})", field=where
+            )
+
+
+def _name_bad_covariance_entry(cov: dict[str, Any], weights: dict[str, Any]) -> None:
     for key, value in cov.items():
         where = f"covariance.{key}"
         pair = key.split(COVARIANCE_SEPARATOR)
@@ -293,11 +336,6 @@ def _check_keyed_covariance(cov: dict[str, Any], weights: dict[str, Any]) -> Non
             if asset not in weights:
                 raise ContractError(f"{where}: id {asset!r} is not in weights", field=where)
         _require_number(value, where)
-        mirror = cov.get(f"{pair[1]}{COVARIANCE_SEPARATOR}{pair[0]}")
-        if mirror is not None and _is_number(mirror) and not math.isclose(mirror, value):
-            raise ContractError(
-                f"{where}: differs from its symmetric pair ({value!r} vs {mirror!r})", field=where
-            )
 
 
 def _check_dense_covariance(cov: dict[str, Any], weights: dict[str, Any]) -> None:
@@ -358,13 +396,12 @@ def _float_series(series: Any, where: str) -> list[float]:
         raise ContractError(f"{where}: must be a non-empty array of numbers", field=where)
     if len(series) > MAX_SERIES_POINTS:
         raise ContractError(
-            f"{where}: at most {MAX_SERIES_POINTS} points per series, got {len(series)}",
-            field=where,
+            f"{where}: at most {MAX_SERIES_POINTS} points per series, got {len(series)}", field=where
         )
-    for index, value in enumerate(series):
-        if type(value) is not float or not math.isfinite(value):
+    if not _all_numbers(series):
+        for index, value in enumerate(series):
             _require_number(value, f"{where}[{index}]")
-    return [float(value) for value in series]
+    return series if set(map(type, series)) == {float} else [float(value) for value in series]
 
 
 def _check_stress(body: dict[str, Any]) -> None:

@@ -12,12 +12,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
-
 from riskhub.blobs import BlobStore, require_address
 from riskhub.bus.codec import EVENT_TYPE
 from riskhub.cache import LatestCache
-from riskhub.canonical import canonical_json
+from riskhub.canonical import canonical_json, dumps_compact, loads_exact
 from riskhub.contract import (
     OFFLOADABLE_PARTS,
     ContractRules,
@@ -110,12 +108,14 @@ class Hub:
                 rules=self.limits.rules,
             )
             await self._pin_producer_refs(snap.body)
-        except RequestRejected as exc:
-            self._count_violation(exc.reason, stage)
+            stored_body, offloaded = await self._offload_large_parts(snap, len(raw))
+            record = self._stored_snapshot(snap, stored_body, offloaded)
+            result = await self.store.insert_snapshot(
+                record, self._outbox_event(record, snap, correlation_id)
+            )
+        except RequestRejected as exc:  # 409 included: every rejected write is counted by reason
+            self.count_violation(exc.reason, stage)
             raise
-        stored_body, offloaded = await self._offload_large_parts(snap, len(raw))
-        record = self._stored_snapshot(snap, stored_body, offloaded)
-        result = await self.store.insert_snapshot(record, self._outbox_event(record, snap, correlation_id))
         if result.created:
             self.on_commit()
             await self._offer_to_cache(result.snapshot, result.newest_in)
@@ -164,7 +164,7 @@ class Hub:
             expires_at=created_at + timedelta(seconds=snap.ttl_s),
             actor=snap.actor,
             stage=snap.stage,
-            payload=orjson.dumps(document),
+            payload=dumps_compact(document),
         )
 
     def _outbox_event(
@@ -172,7 +172,7 @@ class Hub:
     ) -> NewOutboxEvent:
         key = snap.dedupe_key
         # The stored payload is a JSON object: splice the event fields in without re-encoding.
-        extra = orjson.dumps({"event_version": EVENT_VERSION, "idempotency_key": key})
+        extra = dumps_compact({"event_version": EVENT_VERSION, "idempotency_key": key})
         data = record.payload[:-1] + b"," + extra[1:]
         return NewOutboxEvent(
             world_id=snap.world_id,
@@ -189,9 +189,10 @@ class Hub:
         else:
             self.metrics.dedupe.labels(snap.world_id, stage).inc()
         if snap.stage is None:
-            self._count_violation("missing_stage", None)
+            self.count_violation("missing_stage", None)
 
-    def _count_violation(self, reason: str, stage: str | None) -> None:
+    def count_violation(self, reason: str, stage: str | None) -> None:
+        """Count a rejected or non-conforming write (producer-violation metric)."""
         label = stage_label(stage.lower() if stage else None, self.limits.rules.allowed_stages)
         self.metrics.producer_violations.labels(reason, label).inc()
 
@@ -249,7 +250,7 @@ class Hub:
             if ref is None:
                 continue
             content = await self._blob_call("get", self.blobs.get(ref))
-            document[part] = orjson.loads(content)
+            document[part] = loads_exact(content)
             if part in offloaded:
                 del document[f"{part}_ref"]
         document["expired"] = snapshot.is_expired(self.clock())

@@ -8,9 +8,9 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from orjson import dumps
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from riskhub.canonical import dumps_compact as dumps
 from riskhub.errors import (
     BlobCorrupted,
     ContractError,

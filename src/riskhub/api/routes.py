@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
-import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from riskhub.bootstrap import Components
-from riskhub.errors import ContractError, PayloadTooLarge
+from riskhub.canonical import dumps_compact
+from riskhub.errors import ContractError, PayloadTooLarge, RequestRejected
 from riskhub.hub import iso_utc
 from riskhub.store import InsertResult, StoredSnapshot
 
@@ -47,18 +48,27 @@ async def read_body(request: Request, limit: int) -> bytes:
 @router.post("", status_code=201)
 async def post_snapshot(world_id: str, request: Request) -> Response:
     """Store a snapshot: 201 new, 200 idempotent retry."""
-    parts = authorize(request, write=True)
-    raw = await read_body(request, parts.settings.max_body_bytes)
+    parts = components(request)
+    stage = request.headers.get("x-stage")
+    try:
+        authorize(request, write=True)
+        raw = await read_body(request, parts.settings.max_body_bytes)
+    except RequestRejected as exc:  # the hub counts the rejections it decides itself
+        parts.hub.count_violation(exc.reason, stage)
+        raise
     result = await parts.hub.write_snapshot(
         world_id,
         raw,
         actor=request.headers.get("x-actor"),
-        stage=request.headers.get("x-stage"),
+        stage=stage,
         correlation_id=request.headers.get("x-correlation-id"),
     )
-    location = f"/risk-hub/worlds/{world_id}/snapshots/lookup?version={result.snapshot.version}"
+    location = (
+        f"/risk-hub/worlds/{quote(world_id, safe='')}/snapshots/lookup"
+        f"?version={quote(result.snapshot.version, safe='')}"
+    )
     return Response(
-        orjson.dumps(_receipt(result)),
+        dumps_compact(_receipt(result)),
         status_code=201 if result.created else 200,
         media_type=JSON,
         headers={"Location": location},
@@ -107,10 +117,10 @@ async def list_snapshots(
     found = await parts.hub.list_snapshots(world_id, limit=limit, stage=_stage(parts, stage), actor=actor)
     now = parts.hub.clock()
     if expand:
-        items = [orjson.dumps(await parts.hub.expand(s)) for s in found]
+        items = [dumps_compact(await parts.hub.expand(s)) for s in found]
     else:
         items = [s.response_body(now) for s in found]
-    body = b'{"world_id":%s,"snapshots":[%s]}' % (orjson.dumps(world_id), b",".join(items))
+    body = b'{"world_id":%s,"snapshots":[%s]}' % (dumps_compact(world_id), b",".join(items))
     return Response(body, media_type=JSON)
 
 
@@ -130,7 +140,7 @@ async def lookup_snapshot(
 
 async def _snapshot_response(parts: Components, snapshot: StoredSnapshot, expand: bool) -> Response:
     if expand:
-        return Response(orjson.dumps(await parts.hub.expand(snapshot)), media_type=JSON)
+        return Response(dumps_compact(await parts.hub.expand(snapshot)), media_type=JSON)
     return Response(snapshot.response_body(parts.hub.clock()), media_type=JSON)
 
 

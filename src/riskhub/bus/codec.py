@@ -53,6 +53,8 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 from dateutil.parser import isoparse
 
+from riskhub.canonical import loads_exact
+
 __all__ = [
     "CONTENT_TYPE",
     "DLQ_EVENT_TYPE",
@@ -94,11 +96,15 @@ class OrjsonFormat(JSONFormat):
             content_type = envelope.get("datacontenttype", self.DEFAULT_CONTENT_TYPE)
             is_json = self.JSON_CONTENT_TYPE_PATTERN.match(content_type) is not None
             envelope["data"] = data if is_json else str(data)
-        return orjson.dumps(envelope, option=orjson.OPT_UTC_Z)
+        try:
+            return orjson.dumps(envelope, option=orjson.OPT_UTC_Z)
+        except TypeError:  # integers beyond 64 bits, lone surrogates, deep nesting
+            envelope["time"] = envelope["time"].isoformat().replace("+00:00", "Z")
+            return json.dumps(envelope, separators=(",", ":")).encode("ascii")
 
     def read(self, event_factory: EventFactory | None, data: str | bytes) -> BaseCloudEvent:
         """Parse an envelope; ``time`` becomes a datetime, ``data``/``data_base64`` the data."""
-        attributes = orjson.loads(data)
+        attributes = loads_exact(data)
         if not isinstance(attributes, dict):
             raise ValueError(f"envelope must be a JSON object, got {type(attributes).__name__}")
         if event_factory is None:

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import orjson
-
 from riskhub.blobs import BlobStore
 from riskhub.bus import Publisher, ReceivedRecord
 from riskhub.bus.codec import (
@@ -26,6 +24,7 @@ from riskhub.bus.codec import (
     decode_record,
     encode_dlq_event,
 )
+from riskhub.canonical import loads_exact
 from riskhub.contract import OFFLOADABLE_PARTS, dedupe_key, parse_timestamp
 from riskhub.errors import ContractError
 from riskhub.metrics import Metrics, stage_label
@@ -126,7 +125,7 @@ class SnapshotConsumer:
             if part in data:
                 parts[part] = data[part]
             elif isinstance(data.get(f"{part}_ref"), str):
-                parts[part] = orjson.loads(await self._blobs.get(data[f"{part}_ref"]))
+                parts[part] = loads_exact(await self._blobs.get(data[f"{part}_ref"]))
         return parts
 
     async def _dead_letter(

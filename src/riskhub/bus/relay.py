@@ -14,10 +14,9 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-import orjson
-
 from riskhub.bus import Publisher
 from riskhub.bus.codec import encode_event
+from riskhub.canonical import loads_exact
 from riskhub.metrics import Metrics
 from riskhub.store import OutboxBatch, OutboxEvent, SnapshotStore
 
@@ -79,7 +78,7 @@ class OutboxRelay:
             event_id=event.event_id,
             event_type=event.event_type,
             source=self._source,
-            data=orjson.loads(event.data),
+            data=loads_exact(event.data),
             key=event.world_id,
             time=event.created_at,
             correlation_id=event.correlation_id,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-import orjson
+from riskhub.canonical import loads_exact
 
 OUTCOME_PROCESSED = "processed"
 OUTCOME_DLQ = "dlq"
@@ -48,7 +48,7 @@ class StoredSnapshot:
 
     def document(self) -> dict[str, object]:
         """The payload parsed."""
-        doc: dict[str, object] = orjson.loads(self.payload)
+        doc: dict[str, object] = loads_exact(self.payload)
         return doc
 
 
