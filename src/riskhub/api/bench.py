@@ -3,7 +3,9 @@ as the hub's routes with none of the hub's work, so ratios measure the hub alone
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Request
 from fastapi.responses import Response
 
 from riskhub.contract import parse_json
@@ -16,6 +18,12 @@ _CONSTANT: dict[int, bytes] = {}
 async def parse_only(request: Request) -> Response:
     """Parse the JSON body exactly as the hub does, then answer 201."""
     parse_json(await request.body())
+    return Response(b'{"created":true}', status_code=201, media_type="application/json")
+
+
+@router.post("/parse-dict", status_code=201)
+async def parse_dict(body: Annotated[dict[str, Any], Body()]) -> Response:
+    """The idiomatic FastAPI way: a ``dict`` body parameter (json.loads plus validation)."""
     return Response(b'{"created":true}', status_code=201, media_type="application/json")
 
 
