@@ -19,6 +19,7 @@ with ``json.dumps`` on generated documents.
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -95,15 +96,40 @@ _DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range
 _LONG_DIGIT_RUN = b"0" * 19
 
 
-def loads_exact(raw: bytes | str) -> Any:
-    """Parse JSON exactly as ``json.loads`` does (big integers stay integers; NaN literals parse)."""
+class NonFiniteNumber(ValueError):
+    """A NaN or Infinity literal; ``path`` says where (e.g. ``weights.a``)."""
+
+    def __init__(self, path: str, value: float) -> None:
+        super().__init__(f"{path}: must be a finite number, got {value!r}")
+        self.path = path
+
+
+def loads_exact(raw: bytes | str, *, finite: bool = False) -> Any:
+    """Parse JSON exactly as ``json.loads`` does (big integers stay integers). With ``finite``,
+    a NaN or Infinity literal raises ``NonFiniteNumber`` instead of parsing."""
     data = raw.encode() if isinstance(raw, str) else raw
     if _LONG_DIGIT_RUN not in data.translate(_DIGITS_AS_ZERO):
         try:
-            return orjson.loads(data)
+            return orjson.loads(data)  # refuses NaN/Infinity itself
         except orjson.JSONDecodeError:
             pass  # NaN/Infinity, lone surrogates, deep nesting: json.loads decides
-    return json.loads(data)
+    doc = json.loads(data)
+    if finite:
+        _reject_non_finite(doc)
+    return doc
+
+
+def _reject_non_finite(doc: Any) -> None:
+    # Iterative: a body may nest deeper than the recursion limit allows.
+    stack: list[tuple[str, Any]] = [("", doc)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend((f"{where}.{key}" if where else str(key), item) for key, item in value.items())
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{index}]", item) for index, item in enumerate(value))
+        elif type(value) is float and not math.isfinite(value):
+            raise NonFiniteNumber(where, value)
 
 
 def dumps_compact(obj: Any) -> bytes:

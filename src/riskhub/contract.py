@@ -18,7 +18,7 @@ from typing import Any
 
 import blake3
 
-from riskhub.canonical import canonical_json, loads_exact
+from riskhub.canonical import NonFiniteNumber, canonical_json, loads_exact
 from riskhub.errors import ContractError, Forbidden, MalformedRequest
 
 DEFAULT_TTL_S = 900
@@ -77,24 +77,11 @@ def parse_json(raw: bytes) -> Any:
     """Parse a body as ``json.loads`` would (big integers stay integers), else 400. A NaN or
     Infinity literal anywhere is a 422 naming where it is: no peer could verify its hash."""
     try:
-        doc = loads_exact(raw)
+        return loads_exact(raw, finite=True)
+    except NonFiniteNumber as exc:
+        raise ContractError(str(exc), field=exc.path) from None
     except (ValueError, RecursionError) as exc:
         raise MalformedRequest(f"body: not valid JSON ({exc})", field="body") from None
-    _reject_non_finite(doc)
-    return doc
-
-
-def _reject_non_finite(doc: Any) -> None:
-    # Iterative: a body may nest deeper than the recursion limit allows.
-    stack: list[tuple[str, Any]] = [("", doc)]
-    while stack:
-        where, value = stack.pop()
-        if isinstance(value, dict):
-            stack.extend((f"{where}.{key}" if where else str(key), item) for key, item in value.items())
-        elif isinstance(value, list):
-            stack.extend((f"{where}[{index}]", item) for index, item in enumerate(value))
-        elif type(value) is float and not math.isfinite(value):
-            raise ContractError(f"{where}: must be a finite number, got {value!r}", field=where)
 
 
 def digest(canonical: bytes, algorithm: str) -> str:

@@ -52,6 +52,11 @@ def iso_utc(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def event_fields(dedupe_key: str) -> bytes:
+    """The event's own fields (never part of the snapshot hash), as a JSON object."""
+    return dumps_compact({"event_version": EVENT_VERSION, "idempotency_key": dedupe_key})
+
+
 def event_id_for(dedupe_key: str) -> str:
     """Stable CloudEvent id for a snapshot: a re-sent event keeps its id."""
     return str(uuid.uuid5(_EVENT_NAMESPACE, dedupe_key))
@@ -172,14 +177,13 @@ class Hub:
     ) -> NewOutboxEvent:
         key = snap.dedupe_key
         # The stored payload is a JSON object: splice the event fields in without re-encoding.
-        extra = dumps_compact({"event_version": EVENT_VERSION, "idempotency_key": key})
-        data = record.payload[:-1] + b"," + extra[1:]
         return NewOutboxEvent(
             world_id=snap.world_id,
+            version=snap.version,
             event_id=event_id_for(key),
             event_type=EVENT_TYPE,
             correlation_id=correlation_id,
-            data=data,
+            extra=event_fields(key),
         )
 
     def _count_write(self, snap: Snapshot, result: InsertResult) -> None:

@@ -40,9 +40,14 @@ def snapshot(
     )
 
 
-def event(world: str = "w1", event_id: str = "e") -> NewOutboxEvent:
+def event(world: str = "w1", event_id: str = "e", version: str = "v1") -> NewOutboxEvent:
     return NewOutboxEvent(
-        world_id=world, event_id=event_id, event_type="risk_snapshot_updated", correlation_id=None, data=b"{}"
+        world_id=world,
+        version=version,
+        event_id=event_id,
+        event_type="risk_snapshot_updated",
+        correlation_id=None,
+        extra=b'{"event_version":1}',
     )
 
 
@@ -95,7 +100,9 @@ async def test_store_latest_list_and_as_of(store: SnapshotStore) -> None:
 
 async def test_store_outbox_is_claimed_in_order_and_marked(store: SnapshotStore) -> None:
     for i in range(5):
-        await store.insert_snapshot(snapshot(f"v{i}", world=f"w{i % 2}"), event(f"w{i % 2}", f"e{i}"))
+        await store.insert_snapshot(
+            snapshot(f"v{i}", world=f"w{i % 2}"), event(f"w{i % 2}", f"e{i}", f"v{i}")
+        )
     async with store.claim_outbox(10) as batch:
         assert [e.event_id for e in batch.events] == ["e0", "e1", "e2", "e3", "e4"]
         await batch.mark_published([batch.events[0].id, batch.events[1].id])

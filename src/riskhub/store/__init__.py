@@ -68,13 +68,20 @@ class OutboxEvent:
 
 @dataclass(frozen=True, slots=True)
 class NewOutboxEvent:
-    """An event to enqueue together with its snapshot."""
+    """An event to enqueue for a stored snapshot. The outbox row references the snapshot rather
+    than copying its payload; ``extra`` holds the event's own fields as a JSON object."""
 
     world_id: str
+    version: str
     event_id: str
     event_type: str
     correlation_id: str | None
-    data: bytes
+    extra: bytes
+
+
+def event_data(payload: bytes, extra: bytes) -> bytes:
+    """The CloudEvent data: the stored snapshot's JSON object with the event fields added."""
+    return payload.rstrip()[:-1] + b"," + extra.lstrip()[1:]
 
 
 @dataclass(frozen=True, slots=True)

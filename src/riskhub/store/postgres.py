@@ -34,6 +34,7 @@ from riskhub.store import (
     OutboxEvent,
     StoredSnapshot,
     WorkerResult,
+    event_data,
 )
 
 T = TypeVar("T")
@@ -68,10 +69,11 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             """CREATE TABLE risk_outbox (
                 id bigserial PRIMARY KEY,
                 world_id text NOT NULL,
+                version text NOT NULL,
                 event_id text NOT NULL,
                 event_type text NOT NULL,
                 correlation_id text,
-                data text NOT NULL,
+                extra text NOT NULL,
                 status text NOT NULL DEFAULT 'pending',
                 attempts integer NOT NULL DEFAULT 0,
                 last_error text,
@@ -432,9 +434,11 @@ async def _claim(conn: asyncpg.Connection, limit: int) -> list[OutboxEvent]:
     if not locked:
         return []
     rows = await conn.fetch(
-        "SELECT id, world_id, event_id, event_type, correlation_id, created_at, data, attempts"
-        " FROM risk_outbox WHERE status = 'pending' AND world_id = ANY($1::text[])"
-        " ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+        "SELECT o.id, o.world_id, o.event_id, o.event_type, o.correlation_id, o.created_at,"
+        " s.payload::text, o.extra, o.attempts FROM risk_outbox o JOIN risk_snapshots s"
+        " ON s.world_id = o.world_id AND s.version = o.version"
+        " WHERE o.status = 'pending' AND o.world_id = ANY($1::text[])"
+        " ORDER BY o.id LIMIT $2 FOR UPDATE OF o SKIP LOCKED",
         locked,
         limit,
     )
@@ -446,8 +450,8 @@ async def _claim(conn: asyncpg.Connection, limit: int) -> list[OutboxEvent]:
             event_type=row[3],
             correlation_id=row[4],
             created_at=row[5],
-            data=row[6].encode(),
-            attempts=row[7],
+            data=event_data(row[6].encode(), row[7].encode()),
+            attempts=row[8],
         )
         for row in rows
     ]
@@ -486,13 +490,14 @@ async def _insert_snapshot(
 
 async def _insert_event(conn: asyncpg.Connection, event: NewOutboxEvent, created_at: datetime) -> None:
     await conn.execute(
-        "INSERT INTO risk_outbox (world_id, event_id, event_type, correlation_id, data, created_at)"
-        " VALUES ($1,$2,$3,$4,$5,$6)",
+        "INSERT INTO risk_outbox (world_id, version, event_id, event_type, correlation_id, extra,"
+        " created_at) VALUES ($1,$2,$3,$4,$5,$6,$7)",
         event.world_id,
+        event.version,
         event.event_id,
         event.event_type,
         event.correlation_id,
-        event.data.decode(),
+        event.extra.decode(),
         created_at,
     )
     await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")

@@ -29,6 +29,7 @@ from riskhub.store import (
     OutboxEvent,
     StoredSnapshot,
     WorkerResult,
+    event_data,
     us_from_utc,
     utc_from_us,
 )
@@ -51,8 +52,8 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 actor TEXT NOT NULL,
                 stage TEXT,
                 payload BLOB NOT NULL,
-                PRIMARY KEY (world_id, version)
-            ) WITHOUT ROWID""",
+                UNIQUE (world_id, version)
+            )""",
             "CREATE INDEX risk_snapshots_latest ON risk_snapshots"
             " (world_id, as_of_us DESC, created_at_us DESC)",
             "CREATE INDEX risk_snapshots_stage ON risk_snapshots"
@@ -62,10 +63,11 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             """CREATE TABLE risk_outbox (
                 id INTEGER PRIMARY KEY AUTOINCREMENT,
                 world_id TEXT NOT NULL,
+                version TEXT NOT NULL,
                 event_id TEXT NOT NULL,
                 event_type TEXT NOT NULL,
                 correlation_id TEXT,
-                data BLOB NOT NULL,
+                extra BLOB NOT NULL,
                 status TEXT NOT NULL DEFAULT 'pending',
                 attempts INTEGER NOT NULL DEFAULT 0,
                 last_error TEXT,
@@ -282,8 +284,10 @@ class SqliteStore:
     async def claim_outbox(self, limit: int) -> AsyncIterator[_Batch]:
         """Pending events in outbox order (one relay per process, so nothing to lock)."""
         sql = (
-            "SELECT id, world_id, event_id, event_type, correlation_id, created_at_us, data,"
-            " attempts FROM risk_outbox WHERE status = 'pending' ORDER BY id LIMIT ?"
+            "SELECT o.id, o.world_id, o.event_id, o.event_type, o.correlation_id, o.created_at_us,"
+            " s.payload, o.extra, o.attempts FROM risk_outbox o JOIN risk_snapshots s"
+            " ON s.world_id = o.world_id AND s.version = o.version"
+            " WHERE o.status = 'pending' ORDER BY o.id LIMIT ?"
         )
         rows = await self._run(lambda conn: conn.execute(sql, [limit]).fetchall())
         yield _Batch(self, [_outbox_event(row) for row in rows])
@@ -368,8 +372,8 @@ def _outbox_event(row: tuple[Any, ...]) -> OutboxEvent:
         event_type=row[3],
         correlation_id=row[4],
         created_at=utc_from_us(row[5]),
-        data=bytes(row[6]),
-        attempts=row[7],
+        data=event_data(bytes(row[6]), bytes(row[7])),
+        attempts=row[8],
     )
 
 
@@ -441,9 +445,17 @@ def _insert_snapshot(conn: sqlite3.Connection, snap: StoredSnapshot, event: NewO
 
 def _insert_event(conn: sqlite3.Connection, event: NewOutboxEvent, created_at_us: int) -> None:
     conn.execute(
-        "INSERT INTO risk_outbox (world_id, event_id, event_type, correlation_id, data,"
-        " created_at_us) VALUES (?,?,?,?,?,?)",
-        [event.world_id, event.event_id, event.event_type, event.correlation_id, event.data, created_at_us],
+        "INSERT INTO risk_outbox (world_id, version, event_id, event_type, correlation_id, extra,"
+        " created_at_us) VALUES (?,?,?,?,?,?,?)",
+        [
+            event.world_id,
+            event.version,
+            event.event_id,
+            event.event_type,
+            event.correlation_id,
+            event.extra,
+            created_at_us,
+        ],
     )
 
 
