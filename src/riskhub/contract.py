@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from itertools import chain
 from typing import Any
 
@@ -60,7 +61,8 @@ class Snapshot:
     stage: str | None
     hash: str  # as supplied by the producer, or computed sha256
     body: dict[str, Any]  # the normalized snapshot, without hash and server fields
-    digests: dict[str, str] = field(repr=False)  # algorithm -> "<algo>:<hex>" of the body
+    # algorithm -> "<algo>:<hex>" of the body: sha256 always, plus the supplied hash's algorithm
+    digests: dict[str, str] = field(repr=False)
 
     @property
     def dedupe_key(self) -> str:
@@ -155,7 +157,9 @@ def normalize_snapshot(
     _check_refs(body)
     snap_actor, snap_stage = _normalize_provenance(body, actor, stage, rules)
     canonical = canonical_json(body)
-    digests = {algo: digest(canonical, algo) for algo in HASH_ALGORITHMS}
+    # sha256 always (it identifies the content in the store); another algorithm only if supplied.
+    algorithms = {"sha256", _hash_algorithm(supplied_hash) or "sha256"}
+    digests = {algo: digest(canonical, algo) for algo in algorithms}
     return Snapshot(
         world_id=world_id,
         version=version,
@@ -294,20 +298,30 @@ def _check_covariance(body: dict[str, Any]) -> None:
 
 
 def _check_keyed_covariance(cov: dict[str, Any], weights: dict[str, Any]) -> None:
-    pairs = [key.split(COVARIANCE_SEPARATOR) for key in cov]
-    # Fast checks in C over the whole mapping; the slow loop only runs to name the culprit.
-    well_formed = {*map(len, pairs)} == {2} and set(chain.from_iterable(pairs)) <= weights.keys()
-    if not (well_formed and _all_numbers(cov.values())):
+    shape = _keyed_covariance_shape(frozenset(cov), frozenset(weights))
+    if shape is None or not _all_numbers(cov.values()):
         _name_bad_covariance_entry(cov, weights)
-    present = set(map(tuple, pairs))
-    # Pairs given both ways ("a,b" and "b,a") must agree.
-    for high, low in present & {(b, a) for a, b in present if a < b}:
-        forward, backward = cov[f"{low},{high}"], cov[f"{high},{low}"]
+        return
+    for low_high, high_low in shape:  # pairs given both ways must agree
+        forward, backward = cov[low_high], cov[high_low]
         if not math.isclose(forward, backward):
-            where = f"covariance.{low},{high}"  # named in sorted order, whichever came first
+            where = f"covariance.{low_high}"  # named in sorted order, whichever came first
             raise ContractError(
                 f"{where}: differs from its symmetric pair ({forward!r} vs {backward!r})", field=where
             )
+
+
+@lru_cache(maxsize=256)
+def _keyed_covariance_shape(keys: frozenset[str], ids: frozenset[str]) -> tuple[tuple[str, str], ...] | None:
+    """None if a key is not two ids of ``ids``; else the keys given both ways, as
+    ("low,high", "high,low") pairs. Cached: producers send the same universe again and again,
+    and splitting every key was the largest single cost of a write (measured)."""
+    pairs = [key.split(COVARIANCE_SEPARATOR) for key in keys]
+    if {*map(len, pairs)} != {2} or not set(chain.from_iterable(pairs)) <= ids:
+        return None
+    return tuple(
+        (f"{a},{b}", f"{b},{a}") for a, b in sorted(map(tuple, pairs)) if a < b and f"{b},{a}" in keys
+    )
 
 
 def _name_bad_covariance_entry(cov: dict[str, Any], weights: dict[str, Any]) -> None:
@@ -385,10 +399,12 @@ def _float_series(series: Any, where: str) -> list[float]:
         raise ContractError(
             f"{where}: at most {MAX_SERIES_POINTS} points per series, got {len(series)}", field=where
         )
+    if set(map(type, series)) == {float} and all(map(math.isfinite, series)):
+        return series  # the common case: already finite floats
     if not _all_numbers(series):
         for index, value in enumerate(series):
             _require_number(value, f"{where}[{index}]")
-    return series if set(map(type, series)) == {float} else [float(value) for value in series]
+    return [float(value) for value in series]
 
 
 def _check_stress(body: dict[str, Any]) -> None:
@@ -480,6 +496,11 @@ def _agree(name: str, header: str, from_header: str | None, from_body: Any) -> s
             reason=f"{name}_mismatch",
         )
     return from_header if from_header is not None else from_body
+
+
+def _hash_algorithm(supplied: Any) -> str | None:
+    match = _HASH.fullmatch(supplied) if isinstance(supplied, str) else None
+    return match.group(1) if match else None
 
 
 def _check_hash(supplied: Any, digests: dict[str, str]) -> str:
