@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -201,3 +204,44 @@ async def read_topic(kafka: KafkaService, topic: str) -> list[Any]:
         return records
     finally:
         await consumer.stop()
+
+
+async def run_cli(hub: HubClient, *args: str) -> tuple[int, str]:
+    """Run `riskhub ...` as an operator would, with the hub's Kafka settings in the environment."""
+    settings = hub.parts.settings
+    env = {
+        **os.environ,
+        "RISKHUB_CONTROLBUS_BROKERS": settings.controlbus_brokers or "",
+        "RISKHUB_CONTROLBUS_TOPIC": settings.controlbus_topic,
+        "RISKHUB_DLQ_TOPIC": settings.dlq_topic or "",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "riskhub.cli",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=60)
+    return process.returncode or 0, output.decode()
+
+
+async def test_dlq_list_and_replay_commands(make_hub: Callable[..., Any], kafka: KafkaService) -> None:
+    flaky_workers.FAILURES["remaining"] = 3
+    async with kafka_hub(make_hub, kafka, workers=["flaky_workers:FLAKY"]) as hub:
+        await post_and_publish(hub, "w9", sample_snapshot(version="v9", ttl_sec=600))
+        await consume(hub, 1)
+        status, listing = await run_cli(hub, "dlq", "list", "--json")
+        assert status == 0, listing
+        [entry] = [json.loads(line) for line in listing.splitlines() if line.startswith("{")]
+        assert (entry["world_id"], entry["version"], entry["attempts"]) == ("w9", "v9", 3)
+        assert entry["error_type"] == "RuntimeError"
+        status, unknown = await run_cli(hub, "dlq", "replay", "--id", "no-such-id")
+        assert status == 2 and "not on the DLQ" in unknown
+        status, replayed = await run_cli(hub, "dlq", "replay", "--id", entry["id"])
+        assert status == 0 and "replayed 1 of 1 events" in replayed
+        await consume(hub, 1)
+        key = f"w9|v9|{(await hub.parts.store.get_snapshot('w9', 'v9')).hash}|gateway|paper"  # type: ignore[union-attr]
+        assert await hub.parts.store.processed_outcome(key) == "processed"
