@@ -17,6 +17,7 @@ from riskhub.bus.codec import (
     EVENT_TYPE,
     Event,
     KafkaRecord,
+    SerializedJson,
     UndecodableEvent,
     decode_record,
     dlq_event_id,
@@ -471,3 +472,15 @@ def test_null_original_value_is_recorded_as_null() -> None:
 
 def _value_headers(record: KafkaRecord) -> tuple[bytes, list[tuple[str, bytes]]]:
     return record.value, record.headers
+
+
+def test_serialized_json_data_is_written_verbatim_and_decodes_like_a_dict() -> None:
+    data = snapshot_data()
+    common = {"event_id": EVENT_ID, "event_type": EVENT_TYPE, "source": "riskhub", "key": "w1"}
+    time = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
+    from_dict = encode_event(data=data, time=time, **common)
+    raw = json.dumps(data).encode()  # any valid JSON text of the object
+    from_bytes = encode_event(data=SerializedJson(raw), time=time, **common)
+    assert raw in from_bytes.value
+    assert decode_record(from_bytes.value, from_bytes.headers, from_bytes.key).data == data
+    assert decode_record(from_dict.value, from_dict.headers, from_dict.key).data == data

@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
 
 from riskhub.bus import Publisher
-from riskhub.bus.codec import encode_event
-from riskhub.canonical import loads_exact
+from riskhub.bus.codec import SerializedJson, encode_event
 from riskhub.metrics import Metrics
-from riskhub.store import OutboxBatch, OutboxEvent, SnapshotStore
+from riskhub.store import OutboxEvent, SnapshotStore
 
 log = logging.getLogger(__name__)
 
@@ -55,30 +55,38 @@ class OutboxRelay:
         self._wakeup.set()
 
     async def publish_pending(self) -> tuple[int, int]:
-        """One pass over pending events; returns (published, failed)."""
-        published: list[int] = []
-        failed, blocked = 0, set()
+        """One pass over pending events; returns (published, failed). Worlds are published
+        concurrently, each world's events one after the other: an event is sent only once the
+        previous event of its world was acknowledged, and a failure stops that world's pass."""
         async with self._store.claim_outbox(self._batch_size) as batch:
-            try:
-                for event in batch.events:
-                    if event.world_id in blocked:
-                        continue
-                    if await self._publish(event, batch):
-                        published.append(event.id)
-                    else:
-                        failed += 1
-                        blocked.add(event.world_id)
-            finally:
-                await batch.mark_published(published)
+            by_world: dict[str, list[OutboxEvent]] = defaultdict(list)
+            for event in batch.events:
+                by_world[event.world_id].append(event)
+            outcomes = await asyncio.gather(*(self._publish_world(events) for events in by_world.values()))
+            published = [event_id for sent, _ in outcomes for event_id in sent]
+            failures = [failure for _, failure in outcomes if failure is not None]
+            for event_id, error in failures:  # one connection per batch: marks go one by one
+                await batch.mark_failed(event_id, error)
+            await batch.mark_published(published)
         self._metrics.outbox_published.inc(len(published))
-        return len(published), failed
+        return len(published), len(failures)
 
-    async def _publish(self, event: OutboxEvent, batch: OutboxBatch) -> bool:
+    async def _publish_world(self, events: list[OutboxEvent]) -> tuple[list[int], tuple[int, str] | None]:
+        sent: list[int] = []
+        for event in events:
+            error = await self._publish(event)
+            if error is not None:
+                return sent, (event.id, error)
+            sent.append(event.id)
+        return sent, None
+
+    async def _publish(self, event: OutboxEvent) -> str | None:
+        """Send one event; the error text if the bus did not acknowledge it."""
         record = encode_event(
             event_id=event.event_id,
             event_type=event.event_type,
             source=self._source,
-            data=loads_exact(event.data),
+            data=SerializedJson(event.data),
             key=event.world_id,
             time=event.created_at,
             correlation_id=event.correlation_id,
@@ -88,10 +96,9 @@ class OutboxRelay:
         except Exception as exc:  # any bus failure: keep the event, retry on a later pass
             self._metrics.outbox_publish_errors.inc()
             log.warning("publish of outbox event %s failed: %s", event.id, exc)
-            await batch.mark_failed(event.id, f"{type(exc).__name__}: {exc}")
-            return False
+            return f"{type(exc).__name__}: {exc}"
         self._metrics.relay_latency.observe((self._clock() - event.created_at).total_seconds())
-        return True
+        return None
 
     async def run(self, *, until_idle: bool = False) -> None:
         """Publish forever (or until nothing is pending), sleeping when idle, backing off on errors."""
