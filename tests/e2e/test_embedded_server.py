@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +16,7 @@ from typing import Any
 import httpx
 
 from conftest import SAMPLE, TOKEN, ServerProcess
+from services import free_port, tcp_accepts
 
 HEADERS = {
     "authorization": f"Bearer {TOKEN}",
@@ -107,3 +111,38 @@ def test_crash_and_restart_keep_every_snapshot_and_event(
     wait_for(lambda: outbox_and_effects(db)[3] == 120)
     # one outbox row per snapshot, each published, each event's effects recorded once
     assert outbox_and_effects(db) == (120, 120, 120, 120)
+
+
+def test_serve_without_settings_generates_a_token_and_accepts_writes(tmp_path: Path) -> None:
+    # What `make run` does on a fresh machine: no RISKHUB_* at all.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RISKHUB_")}
+    port = free_port()
+    with subprocess.Popen(
+        [sys.executable, "-m", "riskhub.cli", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as proc:
+        try:
+            token = read_generated_token(proc)
+            wait_for(lambda: tcp_accepts(port))
+            response = httpx.post(
+                f"http://127.0.0.1:{port}/risk-hub/worlds/w1/snapshots",
+                content=SAMPLE.read_bytes(),
+                headers={**HEADERS, "authorization": f"Bearer {token}"},
+            )
+            assert response.status_code == 201, response.text
+            assert (tmp_path / "riskhub-data" / "riskhub.sqlite3").exists()
+        finally:
+            proc.terminate()
+            proc.wait(timeout=15)
+
+
+def read_generated_token(proc: subprocess.Popen[str]) -> str:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "generated read-write token" in line:
+            return line.rsplit(" ", 1)[1].strip()
+    raise AssertionError("serve printed no generated token")
