@@ -9,6 +9,7 @@ export DEBIAN_FRONTEND=noninteractive
 have_postgresql() { compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; }
 have_redis_server() { command -v redis-server >/dev/null 2>&1; }
 have_wrk() { command -v wrk >/dev/null 2>&1; }
+have_curl() { command -v curl >/dev/null 2>&1; }
 have_util_linux() { command -v taskset >/dev/null 2>&1 && { command -v runuser >/dev/null 2>&1 || [ -x /usr/sbin/runuser ]; }; }
 
 missing=()
@@ -16,9 +17,10 @@ have_postgresql || missing+=(postgresql)
 have_redis_server || missing+=(redis-server)
 have_wrk || missing+=(wrk)
 have_util_linux || missing+=(util-linux)
+have_curl || missing+=(curl)
 
 if [ "${#missing[@]}" -eq 0 ]; then
-    echo "system deps: all present (postgresql, redis-server, wrk, util-linux)"
+    echo "system deps: all present (postgresql, redis-server, wrk, util-linux, curl)"
     exit 0
 fi
 

@@ -487,7 +487,13 @@ def monitor(
         typer.echo(f"RISKHUB FRESHNESS UNKNOWN - {problem}", err=True)
         raise typer.Exit(MONITOR_UNKNOWN)
     thresholds = Thresholds(warn_s=warn_seconds, crit_s=crit_seconds)
-    report = asyncio.run(_check_freshness(base_url, token, world, stage or [], thresholds, timeout_seconds))
+    try:
+        report = asyncio.run(
+            _check_freshness(base_url, token, world, stage or [], thresholds, timeout_seconds)
+        )
+    except Exception as exc:  # a crashed check must say UNKNOWN (3), never exit 1 (WARN)
+        typer.echo(f"RISKHUB FRESHNESS UNKNOWN - monitor failed: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(MONITOR_UNKNOWN) from None
     if as_json:
         typer.echo(report.to_json())
     else:

@@ -1,0 +1,529 @@
+"""Producer SDK: validate with the shared contract, offload large parts, hash, POST with retries.
+
+    prepare:  normalize_snapshot (the hub's own rules)  ->  offload parts over
+              ``inline_cov_threshold`` to the blob store, replacing them by ``<part>_ref``
+              ->  ``blake3:`` hash of the result (the hash covers the refs)
+    send:     POST, retried with jittered exponential backoff on connection errors, timeouts,
+              429 and 5xx (``Retry-After`` honoured), within ``max_attempts`` and ``budget_s``;
+              never on another 4xx. Every retry carries the same bytes, hence the same hash,
+              so the hub stores the snapshot once and answers a repeat with 200.
+
+Errors are the classes of ``riskhub.errors``, carrying the hub's message and field:
+``ContractError`` (422, or found locally before sending), ``MalformedRequest`` (400),
+``Unauthorized`` (401), ``Forbidden`` (403), ``SnapshotNotFound`` / ``SnapshotExpired`` (404),
+``VersionConflict`` (409), ``PayloadTooLarge`` (413); ``HubRejected`` for any other refusal,
+``HubUnavailable`` once the retries are spent, ``UnexpectedAnswer`` for a 2xx that is not the
+hub's. ``AsyncRiskHubClient`` is the implementation; ``RiskHubClient`` is its blocking twin for
+producers without an event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self, TypedDict, Unpack
+from urllib.parse import quote
+
+import httpx
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_random_exponential,
+)
+
+from riskhub.canonical import canonical_json, dumps_compact, loads_exact
+from riskhub.contract import (
+    OFFLOADABLE_PARTS,
+    ContractRules,
+    check_world_id,
+    normalize_snapshot,
+    snapshot_hash,
+)
+from riskhub.errors import (
+    ContractError,
+    Forbidden,
+    MalformedRequest,
+    PayloadTooLarge,
+    RequestRejected,
+    RiskHubError,
+    SnapshotExpired,
+    SnapshotNotFound,
+    Unauthorized,
+    Unavailable,
+    VersionConflict,
+)
+
+if TYPE_CHECKING:
+    from riskhub.blobs import BlobStore
+
+__all__ = [
+    "DEFAULT_INLINE_COV_THRESHOLD",
+    "AsyncRiskHubClient",
+    "ClientOptions",
+    "HubRejected",
+    "HubUnavailable",
+    "PreparedSnapshot",
+    "PublishReceipt",
+    "RetryPolicy",
+    "RiskHubClient",
+    "UnexpectedAnswer",
+    "retry_after_seconds",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INLINE_COV_THRESHOLD = 256 * 1024  # bytes of a part's canonical JSON, as the hub's default
+HASH_ALGORITHM = "blake3"  # what existing producers send (DESIGN: RiskHubClient sends blake3)
+
+
+class HubUnavailable(Unavailable):
+    """The hub did not answer usefully (connection error, timeout, 429 or 5xx); after the retries
+    are spent, the last such failure."""
+
+    code = "hub_unavailable"
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after_s: float | None = None):
+        super().__init__(message)
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+
+class UnexpectedAnswer(RiskHubError):
+    """A 2xx whose body is not what the hub sends (wrong ``base_url``, a proxy's page)."""
+
+    code = "unexpected_answer"
+
+
+class HubRejected(RequestRejected):
+    """A 4xx the SDK has no named class for (e.g. 405); resending it unchanged will not help."""
+
+    code = "rejected"
+
+    def __init__(self, message: str, *, status: int, field: str | None = None):
+        super().__init__(message, field=field)
+        self.status = status
+
+
+_REJECTIONS = (
+    MalformedRequest,
+    Unauthorized,
+    Forbidden,
+    SnapshotNotFound,
+    SnapshotExpired,
+    VersionConflict,
+    PayloadTooLarge,
+    ContractError,
+)
+_REJECTION_BY_CODE: dict[str, type[RequestRejected]] = {cls.code: cls for cls in _REJECTIONS}
+_REJECTION_BY_STATUS: dict[int, type[RequestRejected]] = {
+    400: MalformedRequest,
+    401: Unauthorized,
+    403: Forbidden,
+    404: SnapshotNotFound,
+    409: VersionConflict,
+    413: PayloadTooLarge,
+    422: ContractError,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How hard to try: at most ``max_attempts`` requests, never starting a wait that would end
+    past ``budget_s`` after the first attempt; waits are uniform in [0, backoff_s * 2^(n-1)],
+    capped at ``max_backoff_s``, and never shorter than the hub's ``Retry-After``."""
+
+    max_attempts: int = 5
+    backoff_s: float = 0.5
+    max_backoff_s: float = 8.0
+    budget_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedSnapshot:
+    """A validated snapshot as it goes on the wire: normalized, offloaded, hashed."""
+
+    world_id: str
+    version: str
+    hash: str
+    actor: str
+    stage: str | None
+    body: dict[str, Any]  # includes ``hash``
+    offloaded: dict[str, str] = field(default_factory=dict)  # part -> ref written by this client
+
+    def content(self) -> bytes:
+        """The request body (the same bytes on every retry)."""
+        return dumps_compact(self.body)
+
+
+@dataclass(frozen=True, slots=True)
+class PublishReceipt:
+    """The hub's answer to a stored snapshot."""
+
+    world_id: str
+    version: str
+    hash: str
+    created: bool  # False: the hub already held this snapshot (an idempotent repeat, 200)
+    status: int
+    expires_at: str | None
+    offloaded: dict[str, str]
+
+
+class ClientOptions(TypedDict, total=False):
+    """Keyword options shared by ``AsyncRiskHubClient`` and ``RiskHubClient``."""
+
+    actor: str | None
+    stage: str | None
+    timeout_s: float
+    connect_timeout_s: float
+    retry: RetryPolicy
+    inline_cov_threshold: int
+    blobs: BlobStore | None
+    rules: ContractRules
+    transport: httpx.AsyncBaseTransport | None
+
+
+class AsyncRiskHubClient:
+    """Publish and read snapshots on one hub. ``blobs``, when given, receives the parts over
+    ``inline_cov_threshold``; it must be the hub's own store (the hub only accepts refs into it).
+    Without it, parts go inline and the hub offloads what is over its own threshold. The client
+    closes ``blobs`` with itself."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        actor: str | None = None,
+        stage: str | None = None,
+        timeout_s: float = 10.0,
+        connect_timeout_s: float = 3.0,
+        retry: RetryPolicy = RetryPolicy(),
+        inline_cov_threshold: int = DEFAULT_INLINE_COV_THRESHOLD,
+        blobs: BlobStore | None = None,
+        rules: ContractRules = ContractRules(),
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.actor, self.stage = actor, stage
+        self.retry, self.rules = retry, rules
+        self.inline_cov_threshold = inline_cov_threshold
+        self._blobs = blobs
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers={"authorization": f"Bearer {token}", "user-agent": "riskhub-client"},
+            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
+            transport=transport,
+        )
+
+    def __repr__(self) -> str:  # never the token
+        return f"AsyncRiskHubClient({self.base_url!r}, actor={self.actor!r}, stage={self.stage!r})"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool and the blob store."""
+        try:
+            await self._http.aclose()
+        finally:
+            if self._blobs is not None:
+                await self._blobs.close()
+
+    # --- write ---------------------------------------------------------------------------------
+
+    async def publish(
+        self,
+        world_id: str,
+        snapshot: Mapping[str, Any],
+        *,
+        actor: str | None = None,
+        stage: str | None = None,
+    ) -> PublishReceipt:
+        """Validate, offload, hash and POST one snapshot (``prepare`` then ``send``)."""
+        return await self.send(await self.prepare(world_id, snapshot, actor=actor, stage=stage))
+
+    async def prepare(
+        self,
+        world_id: str,
+        snapshot: Mapping[str, Any],
+        *,
+        actor: str | None = None,
+        stage: str | None = None,
+    ) -> PreparedSnapshot:
+        """Everything before the network call to the hub: a contract violation raises here, naming
+        the field, and nothing is sent. ``actor``/``stage`` default to the client's."""
+        snap = normalize_snapshot(
+            dict(snapshot),
+            world_id=world_id,
+            actor=actor or self.actor,
+            stage=stage or self.stage,
+            rules=self.rules,
+        )
+        body, offloaded = await self._offload_large_parts(snap.body)
+        # The hub re-normalizes what it receives; normalization is idempotent, so it hashes these
+        # exact fields (refs included) and a verifier can recompute the hash from the stored row.
+        hash_ = snapshot_hash(body, HASH_ALGORITHM)
+        return PreparedSnapshot(
+            world_id=snap.world_id,
+            version=snap.version,
+            hash=hash_,
+            actor=snap.actor,
+            stage=snap.stage,
+            body={**body, "hash": hash_},
+            offloaded=offloaded,
+        )
+
+    async def _offload_large_parts(self, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        if self._blobs is None:
+            return body, {}
+        encoded = {part: canonical_json(body[part]) for part in OFFLOADABLE_PARTS if part in body}
+        oversized = {
+            part: content for part, content in encoded.items() if len(content) > self.inline_cov_threshold
+        }
+        if not oversized:
+            return body, {}
+        blobs = self._blobs
+        refs = await asyncio.gather(*(blobs.put(content) for content in oversized.values()))
+        offloaded = dict(zip(oversized, refs, strict=True))
+        lighter = {key: value for key, value in body.items() if key not in offloaded}
+        lighter.update({f"{part}_ref": ref for part, ref in offloaded.items()})
+        return lighter, offloaded
+
+    async def send(self, prepared: PreparedSnapshot) -> PublishReceipt:
+        """POST a prepared snapshot, with retries; 201 stored, 200 already stored."""
+        headers = {
+            "content-type": "application/json",
+            "x-actor": prepared.actor,
+            # One id for every attempt of this publish: the hub's logs and the event group them.
+            "x-correlation-id": str(uuid.uuid4()),
+        }
+        if prepared.stage is not None:
+            headers["x-stage"] = prepared.stage
+        request = self._http.build_request(
+            "POST", _snapshots_path(prepared.world_id), content=prepared.content(), headers=headers
+        )
+        response = await self._send_with_retries(request)
+        receipt = _json_object(response)
+        return PublishReceipt(
+            world_id=receipt.get("world_id", prepared.world_id),
+            version=receipt.get("version", prepared.version),
+            hash=receipt.get("hash", prepared.hash),
+            created=response.status_code == 201,
+            status=response.status_code,
+            expires_at=receipt.get("expires_at"),
+            offloaded=prepared.offloaded,
+        )
+
+    # --- read ----------------------------------------------------------------------------------
+
+    async def latest(
+        self, world_id: str, *, stage: str | None = None, actor: str | None = None, expand: bool = False
+    ) -> dict[str, Any]:
+        """The newest unexpired snapshot (``SnapshotExpired`` / ``SnapshotNotFound`` otherwise);
+        ``expand`` resolves every ``*_ref`` inline."""
+        params = {key: value for key, value in (("stage", stage), ("actor", actor)) if value}
+        if expand:
+            params["expand"] = "true"
+        path = _snapshots_path(world_id) + "/latest"
+        response = await self._send_with_retries(self._http.build_request("GET", path, params=params))
+        document = _json_object(response)
+        if "as_of" not in document:
+            raise UnexpectedAnswer(f"GET {path}: the answer is not a snapshot ({_status_line(response)})")
+        return document
+
+    # --- one request, retried ----------------------------------------------------------------
+
+    async def _send_with_retries(self, request: httpx.Request) -> httpx.Response:
+        policy = self.retry
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(policy.max_attempts) | stop_before_delay(policy.budget_s),
+            wait=_BackoffOrRetryAfter(policy),
+            retry=retry_if_exception_type(HubUnavailable),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+        try:
+            response: httpx.Response = await retrying(self._attempt, request)
+        except HubUnavailable as exc:
+            attempts = retrying.statistics.get("attempt_number", 1)
+            raise HubUnavailable(
+                f"{exc.message} (gave up after {attempts} attempt{'s' if attempts > 1 else ''})",
+                status=exc.status,
+            ) from exc
+        return response
+
+    async def _attempt(self, request: httpx.Request) -> httpx.Response:
+        target = f"{request.method} {request.url.path}"
+        try:
+            response = await self._http.send(request)
+        except httpx.TransportError as exc:  # refused, reset, DNS, timeouts, protocol errors
+            raise HubUnavailable(f"{target}: hub at {self.base_url} unreachable: {_describe(exc)}") from exc
+        status = response.status_code
+        if status == 429 or status >= 500:
+            raise HubUnavailable(
+                f"{target}: {_unavailable_text(response)}",
+                status=status,
+                retry_after_s=retry_after_seconds(response.headers.get("retry-after")),
+            )
+        if status >= 400:
+            raise _rejection_of(response)
+        return response
+
+
+class RiskHubClient:
+    """Blocking twin of ``AsyncRiskHubClient`` (same options, same behaviour) on a private event
+    loop. Not for use inside a running event loop: there, use ``AsyncRiskHubClient``."""
+
+    def __init__(self, base_url: str, token: str, **options: Unpack[ClientOptions]) -> None:
+        self._runner = asyncio.Runner()
+        self._client = AsyncRiskHubClient(base_url, token, **options)
+
+    def __repr__(self) -> str:
+        return repr(self._client).replace("AsyncRiskHubClient", "RiskHubClient", 1)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close connections, the blob store and the private event loop."""
+        try:
+            self._runner.run(self._client.aclose())
+        finally:
+            self._runner.close()
+
+    def publish(
+        self,
+        world_id: str,
+        snapshot: Mapping[str, Any],
+        *,
+        actor: str | None = None,
+        stage: str | None = None,
+    ) -> PublishReceipt:
+        """See ``AsyncRiskHubClient.publish``."""
+        return self._runner.run(self._client.publish(world_id, snapshot, actor=actor, stage=stage))
+
+    def prepare(
+        self,
+        world_id: str,
+        snapshot: Mapping[str, Any],
+        *,
+        actor: str | None = None,
+        stage: str | None = None,
+    ) -> PreparedSnapshot:
+        """See ``AsyncRiskHubClient.prepare``."""
+        return self._runner.run(self._client.prepare(world_id, snapshot, actor=actor, stage=stage))
+
+    def send(self, prepared: PreparedSnapshot) -> PublishReceipt:
+        """See ``AsyncRiskHubClient.send``."""
+        return self._runner.run(self._client.send(prepared))
+
+    def latest(
+        self, world_id: str, *, stage: str | None = None, actor: str | None = None, expand: bool = False
+    ) -> dict[str, Any]:
+        """See ``AsyncRiskHubClient.latest``."""
+        return self._runner.run(self._client.latest(world_id, stage=stage, actor=actor, expand=expand))
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+class _BackoffOrRetryAfter:
+    """Full-jitter exponential backoff, stretched to the hub's ``Retry-After`` when it names one."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self._jitter = wait_random_exponential(multiplier=policy.backoff_s, max=policy.max_backoff_s)
+
+    def __call__(self, state: RetryCallState) -> float:
+        wait_s = self._jitter(state)
+        failure = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(failure, HubUnavailable) and failure.retry_after_s is not None:
+            wait_s = max(wait_s, failure.retry_after_s)
+        return wait_s
+
+
+def _log_retry(state: RetryCallState) -> None:
+    failure = state.outcome.exception() if state.outcome is not None else None
+    wait_s = state.next_action.sleep if state.next_action is not None else 0.0
+    log.warning("attempt %d failed: %s; retrying in %.2f s", state.attempt_number, failure, wait_s)
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP date), None if absent
+    or unreadable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+
+
+def _rejection_of(response: httpx.Response) -> RequestRejected:
+    """The named error for a 4xx answer, with the hub's message and field."""
+    code, message, field_name = _error_parts(response)
+    cls = _REJECTION_BY_CODE.get(code or "") or _REJECTION_BY_STATUS.get(response.status_code)
+    if cls is None:
+        return HubRejected(message or _status_line(response), status=response.status_code, field=field_name)
+    return cls(message or _status_line(response), field=field_name)
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    """The body as a JSON object, or ``{}`` if it is not one (a proxy's HTML page, say)."""
+    try:
+        document = loads_exact(response.content)
+    except ValueError:
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
+def _error_parts(response: httpx.Response) -> tuple[str | None, str | None, str | None]:
+    """(code, message, field) from the hub's ``{"error": {...}}`` shape; Nones when absent."""
+    error = _json_object(response).get("error")
+    if not isinstance(error, dict):
+        return None, None, None
+    parts = (error.get("code"), error.get("message"), error.get("field"))
+    code, message, field_name = (part if isinstance(part, str) else None for part in parts)
+    return code, message, field_name
+
+
+def _status_line(response: httpx.Response) -> str:
+    return f"HTTP {response.status_code} {response.reason_phrase}".strip()
+
+
+def _unavailable_text(response: httpx.Response) -> str:
+    _, message, _ = _error_parts(response)
+    return f"{_status_line(response)}: {message}" if message else _status_line(response)
+
+
+def _describe(exc: httpx.TransportError) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _snapshots_path(world_id: str) -> str:
+    return f"/risk-hub/worlds/{quote(check_world_id(world_id), safe='')}/snapshots"
