@@ -1,0 +1,30 @@
+"""``riskhub`` command line: thin wrappers over the same code the server runs.
+
+hub.py       serve, worker, relay, migrate      (the processes)
+data.py      backfill, dlq list|replay          (operations on stored data and topics)
+producer.py  publish, monitor, lint             (producer and operator tools)
+"""
+
+from __future__ import annotations
+
+import typer
+
+from riskhub.cli import data, hub, producer
+
+__all__ = ["app", "main"]
+
+# No locals in tracebacks: they could hold tokens.
+app = typer.Typer(
+    help="riskhub: the Risk Signal Hub.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+hub.register(app)
+data.register(app)
+producer.register(app)
+
+
+def main() -> None:
+    """Console entry point."""
+    app(prog_name="riskhub")

@@ -1,0 +1,5 @@
+"""``python -m riskhub.cli``."""
+
+from riskhub.cli import main
+
+main()

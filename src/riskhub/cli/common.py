@@ -1,0 +1,46 @@
+"""Shared pieces of the ``riskhub`` command line: settings, failure reporting, logging."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from riskhub.config import Settings
+from riskhub.errors import RiskHubError
+
+DsnOption = Annotated[
+    str | None, typer.Option("--dsn", help="Database URL [RISKHUB_DATABASE_URL]", show_default=False)
+]
+
+
+def settings_with(**overrides: Any) -> Settings:
+    """Settings from the environment, with the options the user gave on top."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def database_kind(settings: Settings) -> str:
+    """``sqlite`` or the database URL's scheme, for messages."""
+    return "sqlite" if settings.database_url is None else settings.database_url.split(":", 1)[0]
+
+
+def fail(message: str) -> NoReturn:
+    """One line on stderr and exit 2: no stack traces to users."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def run_or_fail(main: Coroutine[Any, Any, None]) -> None:
+    """Run a command's coroutine; the hub's own errors become a one-line failure."""
+    try:
+        asyncio.run(main)
+    except RiskHubError as exc:
+        fail(exc.message)
+
+
+def configure_logging(level: str) -> None:
+    """One log format for every command."""
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")

@@ -1,0 +1,137 @@
+"""Data operations: ``backfill`` (store -> cache) and ``dlq list|replay``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from riskhub.cli.common import DsnOption, fail, run_or_fail, settings_with
+from riskhub.config import Settings
+
+if TYPE_CHECKING:  # the tools import these lazily, so the other commands start fast
+    pass
+
+
+def dlq_list(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
+) -> None:
+    """List the events on `dlq_topic` with their error and origin."""
+    from riskhub.bus.dlq import read_dlq
+
+    settings = _kafkasettings_with()
+    entries = asyncio.run(read_dlq(settings.controlbus_brokers or "", settings.dlq_topic or ""))
+    if as_json:
+        for entry in entries:
+            typer.echo(json.dumps(entry.summary()))
+        return
+    table = Table("id", "origin", "world", "version", "attempts", "error")
+    for entry in entries:
+        row = entry.summary()
+        table.add_row(
+            row["id"],
+            row["origin"],
+            str(row["world_id"]),
+            str(row["version"]),
+            str(row["attempts"]),
+            f"{row['error_type']}: {row['error_message']}",
+        )
+    Console().print(table)
+    typer.echo(f"{len(entries)} dead-lettered events on {settings.dlq_topic}")
+
+
+def dlq_replay(
+    ids: Annotated[list[str] | None, typer.Option("--id", help="DLQ event id (repeatable)")] = None,
+    replay_all: Annotated[bool, typer.Option("--all", help="Every event on the DLQ")] = False,
+) -> None:
+    """Republish original events once, to their original topic (workers run again)."""
+    from riskhub.bus.dlq import read_dlq, replay
+    from riskhub.bus.kafka import KafkaPublisher
+
+    settings = _kafkasettings_with()
+    if not ids and not replay_all:
+        fail("name events with --id, or pass --all")
+
+    async def run() -> None:
+        entries = await read_dlq(settings.controlbus_brokers or "", settings.dlq_topic or "")
+        chosen = entries if replay_all else [e for e in entries if e.id in set(ids or ())]
+        unknown = set(ids or ()) - {e.id for e in entries}
+        if unknown:
+            fail(f"not on the DLQ: {', '.join(sorted(unknown))}")
+        publisher = KafkaPublisher(
+            settings.controlbus_brokers or "", idempotence=settings.controlbus_idempotence
+        )
+        try:
+            sent = await replay(publisher, chosen)
+        finally:
+            await publisher.close()
+        typer.echo(f"replayed {sent} of {len(chosen)} events")
+
+    run_or_fail(run())
+
+
+def _kafkasettings_with() -> Settings:
+    settings = Settings()
+    if settings.controlbus_brokers is None or settings.dlq_topic is None:
+        fail("RISKHUB_CONTROLBUS_BROKERS and RISKHUB_DLQ_TOPIC are required")
+    return settings
+
+
+def backfill(
+    dsn: DsnOption = None,
+    redis: Annotated[str | None, typer.Option("--redis", help="Redis URL [RISKHUB_REDIS_URL]")] = None,
+    world: Annotated[list[str] | None, typer.Option("--world", help="World id (repeatable)")] = None,
+    all_worlds: Annotated[bool, typer.Option("--all", help="Every world in the store")] = False,
+    re_emit: Annotated[bool, typer.Option("--re-emit", help="Also enqueue each latest event again")] = False,
+    schema: Annotated[str | None, typer.Option(help="PostgreSQL schema")] = None,
+) -> None:
+    """Repopulate the latest cache from the store, with a progress bar and a summary."""
+    from rich.progress import Progress
+
+    from riskhub.backfill import backfill_latest
+    from riskhub.bootstrap import build_cache, build_store
+
+    settings = settings_with(database_url=dsn, redis_url=redis, database_schema=schema)
+    if settings.redis_url is None:
+        fail("--redis (or RISKHUB_REDIS_URL) is required: the embedded cache lives inside the hub")
+    if not world and not all_worlds:
+        fail("name worlds with --world, or pass --all")
+
+    async def run() -> None:
+        store, cache = build_store(settings), build_cache(settings)
+        await store.open()
+        try:
+            worlds = await store.world_ids() if all_worlds else list(world or [])
+            with Progress(transient=True) as progress:
+                task = progress.add_task("backfilling", total=len(worlds))
+                report = await backfill_latest(
+                    store,
+                    cache,
+                    worlds,
+                    stages=settings.allowed_stages,
+                    re_emit=re_emit,
+                    on_world=lambda _: progress.advance(task),
+                )
+        finally:
+            await cache.close()
+            await store.close()
+        typer.echo(
+            f"backfilled {report.worlds} worlds: {report.cached} cache entries,"
+            f" {report.re_emitted} events re-emitted, {len(report.missing)} without snapshots"
+            + (f" ({', '.join(report.missing)})" if report.missing else "")
+        )
+
+    run_or_fail(run())
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the app."""
+    app.command()(backfill)
+    dlq_app = typer.Typer(help="Inspect and replay the dead-letter topic.", no_args_is_help=True)
+    dlq_app.command("list")(dlq_list)
+    dlq_app.command("replay")(dlq_replay)
+    app.add_typer(dlq_app, name="dlq")

@@ -1,0 +1,144 @@
+"""Hub processes: ``serve``, ``worker``, ``relay``, ``migrate``."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from prometheus_client import CollectorRegistry, start_http_server
+from pydantic import SecretStr
+
+from riskhub.cli.common import DsnOption, configure_logging, database_kind, fail, run_or_fail, settings_with
+from riskhub.config import Settings
+
+if TYPE_CHECKING:  # the tools import these lazily, so the other commands start fast
+    pass
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address [RISKHUB_HOST]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [RISKHUB_PORT]")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Embedded data dir [RISKHUB_DATA_DIR]")] = None,
+    log_level: Annotated[str, typer.Option(help="Log level")] = "info",
+) -> None:
+    """Run the hub (HTTP API + outbox relay + in-process consumer) on settings from env."""
+    import uvicorn
+
+    from riskhub.api.app import create_app
+
+    overrides: dict[str, Any] = {
+        k: v for k, v in {"host": host, "port": port, "data_dir": data_dir}.items() if v is not None
+    }
+    settings = Settings(**overrides)
+    generated = None
+    if not settings.tokens:
+        generated = secrets.token_urlsafe(24)
+        settings = settings.model_copy(update={"tokens": [SecretStr(generated)]})
+    configure_logging(log_level)
+    _print_banner(settings, generated)
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        access_log=False,
+        server_header=False,
+    )
+    uvicorn.Server(config).run()
+
+
+def _print_banner(settings: Settings, generated: str | None) -> None:
+    url = f"http://{settings.host}:{settings.port}"
+    embedded = settings.database_url is None
+    where = f"embedded, data in {settings.data_dir.absolute()}" if embedded else "production backends"
+    typer.echo(f"riskhub serving on {url} ({where})")
+    if generated is not None:
+        typer.echo(f"generated read-write token (shown once; set RISKHUB_TOKENS to choose): {generated}")
+    token = generated or "$HUB_TOKEN"
+    typer.echo(f"try: curl -H 'Authorization: Bearer {token}' {url}/risk-hub/worlds/w1/snapshots/latest")
+
+
+MetricsPort = Annotated[int, typer.Option(help="Prometheus /metrics port (0: off)")]
+MetricsHost = Annotated[str, typer.Option(help="Prometheus bind address")]
+
+
+def worker(
+    metrics_port: MetricsPort = 9101,
+    metrics_host: MetricsHost = "127.0.0.1",
+    max_records: Annotated[int | None, typer.Option(help="Stop after this many records")] = None,
+) -> None:
+    """Consume `risk_snapshot_updated` events as group `worldservice-risk-hub` and run the workers."""
+    from riskhub.bootstrap import build_components, build_kafka_worker
+
+    configure_logging("info")
+    settings = Settings().model_copy(update={"run_relay": False})
+
+    async def run() -> None:
+        parts = build_components(settings)
+        await parts.start(background=False)
+        try:
+            _serve_metrics(parts.metrics.registry, metrics_host, metrics_port)
+            await build_kafka_worker(parts).run(stop=_stop_on_signals(), max_records=max_records)
+        finally:
+            await parts.stop()
+
+    run_or_fail(run())
+
+
+def relay(metrics_port: MetricsPort = 9102, metrics_host: MetricsHost = "127.0.0.1") -> None:
+    """Publish the outbox to Kafka on its own (for `serve` replicas started with RISKHUB_RUN_RELAY=false)."""
+    from riskhub.bootstrap import build_components
+
+    configure_logging("info")
+    settings = Settings().model_copy(update={"run_relay": True})
+    if settings.controlbus_brokers is None:
+        fail("RISKHUB_CONTROLBUS_BROKERS is required: the in-process bus only exists inside `serve`")
+
+    async def run() -> None:
+        parts = build_components(settings)
+        await parts.start(background=True)
+        try:
+            _serve_metrics(parts.metrics.registry, metrics_host, metrics_port)
+            await _stop_on_signals().wait()
+        finally:
+            await parts.stop()
+
+    run_or_fail(run())
+
+
+def _serve_metrics(registry: CollectorRegistry, host: str, port: int) -> None:
+    if port:
+        start_http_server(port, addr=host, registry=registry)
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def migrate(dsn: DsnOption = None, schema: Annotated[str | None, typer.Option()] = None) -> None:
+    """Apply pending schema migrations (the hub also applies them at start)."""
+    from riskhub.bootstrap import build_store
+
+    settings = settings_with(database_url=dsn, database_schema=schema)
+
+    async def run() -> None:
+        store = build_store(settings)
+        await store.open()
+        await store.close()
+
+    asyncio.run(run())
+    typer.echo(f"schema up to date ({database_kind(settings)})")
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the app."""
+    for command in (serve, worker, relay, migrate):
+        app.command()(command)
