@@ -23,6 +23,8 @@ from aiobotocore.config import AioConfig
 from botocore.exceptions import BotoCoreError, ClientError
 from redis.exceptions import RedisError
 
+from riskhub.canonical import canonical_json
+from riskhub.contract import OFFLOADABLE_PARTS
 from riskhub.errors import BlobCorrupted, BlobStoreUnavailable, ContractError
 
 _HEX = r"[0-9a-f]{64}"
@@ -297,3 +299,20 @@ class S3BlobStore:
         if self._client_context is not None:
             await self._client_context.__aexit__(None, None, None)
             self._client = self._client_context = None
+
+
+async def offload_large_parts(
+    body: dict[str, Any], store: BlobStore, threshold_bytes: int
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Replace each inline part whose canonical JSON is over ``threshold_bytes`` by a
+    content-addressed ``<part>_ref``; returns the new body and part -> ref. Used by the hub and
+    by producers alike, so both write the same blobs under the same refs."""
+    encoded = {part: canonical_json(body[part]) for part in OFFLOADABLE_PARTS if part in body}
+    oversized = {part: content for part, content in encoded.items() if len(content) > threshold_bytes}
+    if not oversized:
+        return body, {}
+    refs = await asyncio.gather(*(store.put(content) for content in oversized.values()))
+    offloaded = dict(zip(oversized, refs, strict=True))
+    lighter = {key: value for key, value in body.items() if key not in offloaded}
+    lighter.update({f"{part}_ref": ref for part, ref in offloaded.items()})
+    return lighter, offloaded

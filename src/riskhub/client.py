@@ -40,9 +40,8 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from riskhub.canonical import canonical_json, dumps_compact, loads_exact
+from riskhub.canonical import dumps_compact, loads_exact
 from riskhub.contract import (
-    OFFLOADABLE_PARTS,
     ContractRules,
     check_world_id,
     normalize_snapshot,
@@ -290,18 +289,9 @@ class AsyncRiskHubClient:
     async def _offload_large_parts(self, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         if self._blobs is None:
             return body, {}
-        encoded = {part: canonical_json(body[part]) for part in OFFLOADABLE_PARTS if part in body}
-        oversized = {
-            part: content for part, content in encoded.items() if len(content) > self.inline_cov_threshold
-        }
-        if not oversized:
-            return body, {}
-        blobs = self._blobs
-        refs = await asyncio.gather(*(blobs.put(content) for content in oversized.values()))
-        offloaded = dict(zip(oversized, refs, strict=True))
-        lighter = {key: value for key, value in body.items() if key not in offloaded}
-        lighter.update({f"{part}_ref": ref for part, ref in offloaded.items()})
-        return lighter, offloaded
+        from riskhub.blobs import offload_large_parts  # lazily: blob clients are heavy imports
+
+        return await offload_large_parts(body, self._blobs, self.inline_cov_threshold)
 
     async def send(self, prepared: PreparedSnapshot) -> PublishReceipt:
         """POST a prepared snapshot, with retries; 201 stored, 200 already stored."""

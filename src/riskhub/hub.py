@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from riskhub.blobs import BlobStore, require_address
+from riskhub.blobs import BlobStore, offload_large_parts, require_address
 from riskhub.bus.codec import EVENT_TYPE
 from riskhub.cache import LatestCache
-from riskhub.canonical import canonical_json, dumps_compact, loads_exact
+from riskhub.canonical import dumps_compact, loads_exact
 from riskhub.contract import (
     OFFLOADABLE_PARTS,
     ContractRules,
@@ -143,16 +143,8 @@ class Hub:
         # Canonical JSON is at most ~3x the raw text (escapes, exponents): small bodies skip.
         if raw_size * 3 <= threshold:
             return snap.body, []
-        body, offloaded = dict(snap.body), []
-        for part in OFFLOADABLE_PARTS:
-            if part not in body:
-                continue
-            content = canonical_json(body[part])
-            if len(content) > threshold:
-                body[f"{part}_ref"] = await self._blob_call("put", self.blobs.put(content))
-                del body[part]
-                offloaded.append(part)
-        return body, offloaded
+        body, refs = await self._blob_call("put", offload_large_parts(snap.body, self.blobs, threshold))
+        return body, list(refs)
 
     def _stored_snapshot(self, snap: Snapshot, body: dict[str, Any], offloaded: list[str]) -> StoredSnapshot:
         created_at = self.clock()
