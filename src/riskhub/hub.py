@@ -115,9 +115,7 @@ class Hub:
             await self._pin_producer_refs(snap.body)
             stored_body, offloaded = await self._offload_large_parts(snap, len(raw))
             record = self._stored_snapshot(snap, stored_body, offloaded)
-            result = await self.store.insert_snapshot(
-                record, self._outbox_event(record, snap, correlation_id)
-            )
+            result = await self.store.insert_snapshot(record, self._outbox_event(snap, correlation_id))
         except RequestRejected as exc:  # 409 included: every rejected write is counted by reason
             self.count_violation(exc.reason, stage)
             raise
@@ -164,11 +162,10 @@ class Hub:
             payload=dumps_compact(document),
         )
 
-    def _outbox_event(
-        self, record: StoredSnapshot, snap: Snapshot, correlation_id: str | None
-    ) -> NewOutboxEvent:
+    @staticmethod
+    def _outbox_event(snap: Snapshot, correlation_id: str | None) -> NewOutboxEvent:
+        # The outbox row references the snapshot; the relay joins its payload back in.
         key = snap.dedupe_key
-        # The stored payload is a JSON object: splice the event fields in without re-encoding.
         return NewOutboxEvent(
             world_id=snap.world_id,
             version=snap.version,
