@@ -80,7 +80,8 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 created_at timestamptz NOT NULL,
                 published_at timestamptz
             )""",
-            "CREATE INDEX risk_outbox_pending ON risk_outbox (world_id, id) WHERE status = 'pending'",
+            "CREATE INDEX risk_outbox_pending ON risk_outbox (id) WHERE status = 'pending'",
+            "CREATE INDEX risk_outbox_pending_world ON risk_outbox (world_id, id) WHERE status = 'pending'",
             """CREATE TABLE risk_processed (
                 dedupe_key text PRIMARY KEY,
                 outcome text NOT NULL,
@@ -421,16 +422,18 @@ class _Batch:
 
 
 async def _claim(conn: asyncpg.Connection, limit: int) -> list[OutboxEvent]:
+    # The worlds of the oldest `limit` pending rows, try-locked in one statement (a relay that
+    # loses a world's lock skips the world for this pass).
     worlds = await conn.fetch(
-        "SELECT world_id FROM risk_outbox WHERE status = 'pending'"
-        " GROUP BY world_id ORDER BY min(id) LIMIT $1",
+        "WITH head AS (SELECT id, world_id FROM risk_outbox WHERE status = 'pending'"
+        "   ORDER BY id LIMIT $1),"
+        " worlds AS (SELECT world_id, min(id) AS first_id FROM head GROUP BY world_id)"
+        " SELECT world_id FROM worlds WHERE pg_try_advisory_xact_lock($2, hashtext(world_id))"
+        " ORDER BY first_id",
         limit,
+        RELAY_LOCK,
     )
-    locked = [
-        row[0]
-        for row in worlds
-        if await conn.fetchval("SELECT pg_try_advisory_xact_lock($1, hashtext($2))", RELAY_LOCK, row[0])
-    ]
+    locked = [row[0] for row in worlds]
     if not locked:
         return []
     rows = await conn.fetch(
