@@ -48,7 +48,7 @@ from riskhub.bootstrap import build_components, build_kafka_worker, build_store
 from riskhub.bus import ReceivedRecord
 from riskhub.bus.codec import KafkaRecord, SerializedJson, encode_event
 from riskhub.bus.consumer import SnapshotConsumer
-from riskhub.bus.kafka import GroupSettings
+from riskhub.bus.kafka import PRODUCER_MAX_BATCH_BYTES, GroupSettings
 from riskhub.config import Settings
 from riskhub.store import OutboxEvent
 
@@ -181,7 +181,12 @@ def pass_note(passes: Sequence[float], batch: int) -> str:
 async def raw_produce(brokers: str, topic: str, records: Sequence[KafkaRecord], batch: int) -> Throughput:
     """aiokafka alone: the same records, acks=all, linger_ms=1, awaiting every ``batch`` sends."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=brokers, acks="all", enable_idempotence=False, linger_ms=1, client_id="bench-raw"
+        bootstrap_servers=brokers,
+        acks="all",
+        enable_idempotence=False,
+        linger_ms=1,
+        max_batch_size=PRODUCER_MAX_BATCH_BYTES,  # the relay's own producer setting
+        client_id="bench-raw",
     )
     await producer.start()
     try:

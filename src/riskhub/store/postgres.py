@@ -437,11 +437,13 @@ async def _claim(conn: asyncpg.Connection, limit: int) -> list[OutboxEvent]:
     if not locked:
         return []
     rows = await conn.fetch(
+        # Rows are picked (and locked) first; only then are the payloads joined and rendered.
         "SELECT o.id, o.world_id, o.event_id, o.event_type, o.correlation_id, o.created_at,"
-        " s.payload::text, o.extra, o.attempts FROM risk_outbox o JOIN risk_snapshots s"
-        " ON s.world_id = o.world_id AND s.version = o.version"
-        " WHERE o.status = 'pending' AND o.world_id = ANY($1::text[])"
-        " ORDER BY o.id LIMIT $2 FOR UPDATE OF o SKIP LOCKED",
+        " s.payload::text, o.extra, o.attempts FROM"
+        " (SELECT * FROM risk_outbox WHERE status = 'pending' AND world_id = ANY($1::text[])"
+        "   ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) o"
+        " JOIN risk_snapshots s ON s.world_id = o.world_id AND s.version = o.version"
+        " ORDER BY o.id",
         locked,
         limit,
     )
