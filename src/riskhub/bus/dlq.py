@@ -62,15 +62,18 @@ async def read_dlq(brokers: str, dlq_topic: str) -> list[DlqEntry]:
         await consumer.seek_to_beginning(*partitions)
         end = await consumer.end_offsets(partitions)
         entries: list[DlqEntry] = []
-        while await _behind(consumer, end):
-            batches = await consumer.getmany(timeout_ms=1000)
+        # Read to the reported end, then on until a fetch comes back empty: the Tansu broker
+        # reports the end of a partition in batches, not records (seen: 1 after a 5-record batch).
+        while True:
+            batches = await consumer.getmany(timeout_ms=1000 if await _behind(consumer, end) else 300)
+            if not batches and not await _behind(consumer, end):
+                return entries
             for records in batches.values():
                 entries.extend(
                     entry
                     for entry in (_entry(r.value, list(r.headers or ()), r.key) for r in records)
                     if entry
                 )
-        return entries
     finally:
         await consumer.stop()
 
