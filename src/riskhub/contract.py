@@ -35,7 +35,7 @@ SERVER_FIELDS = frozenset({"created_at", "expired", "hub_offloaded", "event_vers
 COVARIANCE_SEPARATOR = ","
 
 _WORLD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
-_HASH = re.compile(r"(sha256|blake3):([0-9a-f]{64})")
+_HASH = re.compile("(" + "|".join(HASH_ALGORITHMS) + "):([0-9a-f]{64})")
 
 
 @dataclass(frozen=True, slots=True)
