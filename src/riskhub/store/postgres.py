@@ -43,6 +43,47 @@ WRITE_LOCK, RELAY_LOCK = 7301, 7302  # advisory lock namespaces (first key of th
 MIGRATION_LOCK = 7300
 RELISTEN_INTERVAL_S = 1.0
 
+# The whole write transaction in one round trip (it was seven: begin, lock, two inserts, notify,
+# newest check, commit). Writers of a world serialize on the advisory lock before the outbox id
+# is drawn; see the module docstring.
+_INSERT_SNAPSHOT_FUNCTION = """
+CREATE FUNCTION risk_insert_snapshot(
+    p_lock integer, p_channel text,
+    p_world_id text, p_version text, p_hash text, p_content_sha256 text, p_as_of timestamptz,
+    p_created_at timestamptz, p_expires_at timestamptz, p_actor text, p_stage text, p_payload jsonb,
+    p_event_id text, p_event_type text, p_correlation_id text, p_extra text
+) RETURNS TABLE (
+    created boolean, world_id text, version text, hash text, content_sha256 text,
+    as_of timestamptz, created_at timestamptz, expires_at timestamptz, actor text, stage text,
+    payload text, newest_in_world boolean, newest_in_stage boolean
+) LANGUAGE plpgsql AS $fn$
+#variable_conflict use_column
+BEGIN
+    PERFORM pg_advisory_xact_lock(p_lock, hashtext(p_world_id));
+    INSERT INTO risk_snapshots (world_id, version, hash, content_sha256, as_of, created_at,
+                                expires_at, actor, stage, payload)
+    VALUES (p_world_id, p_version, p_hash, p_content_sha256, p_as_of, p_created_at,
+            p_expires_at, p_actor, p_stage, p_payload)
+    ON CONFLICT (world_id, version) DO NOTHING;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT false, s.world_id, s.version, s.hash, s.content_sha256, s.as_of,
+            s.created_at, s.expires_at, s.actor, s.stage, s.payload::text, false, false
+        FROM risk_snapshots s WHERE s.world_id = p_world_id AND s.version = p_version;
+        RETURN;
+    END IF;
+    INSERT INTO risk_outbox (world_id, version, event_id, event_type, correlation_id, extra, created_at)
+    VALUES (p_world_id, p_version, p_event_id, p_event_type, p_correlation_id, p_extra, p_created_at);
+    PERFORM pg_notify(p_channel, '');
+    RETURN QUERY SELECT true, p_world_id, p_version, p_hash, p_content_sha256, p_as_of,
+        p_created_at, p_expires_at, p_actor, p_stage, NULL::text,
+        NOT EXISTS (SELECT 1 FROM risk_snapshots s WHERE s.world_id = p_world_id
+                    AND (s.as_of, s.created_at) > (p_as_of, p_created_at)),
+        NOT EXISTS (SELECT 1 FROM risk_snapshots s WHERE s.world_id = p_world_id
+                    AND s.stage = p_stage AND (s.as_of, s.created_at) > (p_as_of, p_created_at));
+END
+$fn$
+"""
+
 # Applied in order at start (and by `riskhub migrate`); never edit a released one, append.
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (
@@ -93,6 +134,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 result jsonb NOT NULL,
                 PRIMARY KEY (dedupe_key, worker)
             )""",
+            _INSERT_SNAPSHOT_FUNCTION,
         ],
     ),
 ]
@@ -112,7 +154,7 @@ _UNAVAILABLE = (
 )
 
 
-def _snapshot(row: asyncpg.Record) -> StoredSnapshot:
+def _snapshot(row: asyncpg.Record | tuple[Any, ...]) -> StoredSnapshot:
     return StoredSnapshot(
         world_id=row[0],
         version=row[1],
@@ -266,7 +308,7 @@ class PostgresStore:
 
     async def insert_snapshot(self, snapshot: StoredSnapshot, event: NewOutboxEvent) -> InsertResult:
         """Snapshot + outbox row in one transaction; idempotent on equal content."""
-        result = await self._transaction(lambda conn: _insert_snapshot(conn, snapshot, event))
+        result = await self._call(lambda conn: _insert_snapshot(conn, snapshot, event))
         if not result.created and result.snapshot.content_sha256 != snapshot.content_sha256:
             raise VersionConflict(
                 f"version: {snapshot.world_id}/{snapshot.version} exists with hash "
@@ -465,12 +507,10 @@ async def _claim(conn: asyncpg.Connection, limit: int) -> list[OutboxEvent]:
 async def _insert_snapshot(
     conn: asyncpg.Connection, snap: StoredSnapshot, event: NewOutboxEvent
 ) -> InsertResult:
-    # Serialize writers of this world before the outbox id is drawn (see the module docstring).
-    await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", WRITE_LOCK, snap.world_id)
-    inserted = await conn.fetchval(
-        "INSERT INTO risk_snapshots (world_id, version, hash, content_sha256, as_of, created_at,"
-        " expires_at, actor, stage, payload) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10::jsonb)"
-        " ON CONFLICT (world_id, version) DO NOTHING RETURNING true",
+    row = await conn.fetchrow(
+        "SELECT * FROM risk_insert_snapshot($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12::jsonb,$13,$14,$15,$16)",
+        WRITE_LOCK,
+        NOTIFY_CHANNEL,
         snap.world_id,
         snap.version,
         snap.hash,
@@ -481,16 +521,17 @@ async def _insert_snapshot(
         snap.actor,
         snap.stage,
         snap.payload.decode(),
+        event.event_id,
+        event.event_type,
+        event.correlation_id,
+        event.extra.decode(),
     )
-    if not inserted:
-        row = await conn.fetchrow(
-            f"SELECT {_SNAPSHOT_COLUMNS} FROM risk_snapshots WHERE world_id = $1 AND version = $2",
-            snap.world_id,
-            snap.version,
-        )
-        return InsertResult(created=False, snapshot=_snapshot(row))
-    await _insert_event(conn, event, snap.created_at)
-    return InsertResult(created=True, snapshot=snap, newest_in=await _newest_in(conn, snap))
+    if not row["created"]:
+        return InsertResult(created=False, snapshot=_snapshot(tuple(row)[1:11]))
+    scopes: list[str | None] = [None] if row["newest_in_world"] else []
+    if snap.stage is not None and row["newest_in_stage"]:
+        scopes.append(snap.stage)
+    return InsertResult(created=True, snapshot=snap, newest_in=tuple(scopes))
 
 
 async def _insert_event(conn: asyncpg.Connection, event: NewOutboxEvent, created_at: datetime) -> None:
@@ -506,20 +547,3 @@ async def _insert_event(conn: asyncpg.Connection, event: NewOutboxEvent, created
         created_at,
     )
     await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
-
-
-async def _newest_in(conn: asyncpg.Connection, snap: StoredSnapshot) -> tuple[str | None, ...]:
-    row = await conn.fetchrow(
-        "SELECT NOT EXISTS (SELECT 1 FROM risk_snapshots WHERE world_id = $1"
-        "   AND (as_of, created_at) > ($2, $3)),"
-        " NOT EXISTS (SELECT 1 FROM risk_snapshots WHERE world_id = $1 AND stage = $4"
-        "   AND (as_of, created_at) > ($2, $3))",
-        snap.world_id,
-        snap.as_of,
-        snap.created_at,
-        snap.stage,
-    )
-    scopes: list[str | None] = [None] if row[0] else []
-    if snap.stage is not None and row[1]:
-        scopes.append(snap.stage)
-    return tuple(scopes)
