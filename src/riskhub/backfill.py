@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from riskhub.bus.codec import EVENT_TYPE
 from riskhub.cache import LatestCache
 from riskhub.contract import dedupe_key
-from riskhub.hub import event_fields, event_id_for
+from riskhub.hub import snapshot_event
 from riskhub.store import NewOutboxEvent, SnapshotStore, StoredSnapshot
 
 
@@ -61,11 +60,4 @@ async def backfill_latest(
 def reemit_event(snapshot: StoredSnapshot) -> NewOutboxEvent:
     """The snapshot's event again: same id and idempotency key, so consumers deduplicate it."""
     key = dedupe_key(snapshot.world_id, snapshot.version, snapshot.hash, snapshot.actor, snapshot.stage)
-    return NewOutboxEvent(
-        world_id=snapshot.world_id,
-        version=snapshot.version,
-        event_id=event_id_for(key),
-        event_type=EVENT_TYPE,
-        correlation_id=None,
-        extra=event_fields(key),
-    )
+    return snapshot_event(snapshot.world_id, snapshot.version, key)

@@ -52,6 +52,22 @@ def iso_utc(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def snapshot_event(
+    world_id: str, version: str, dedupe_key: str, correlation_id: str | None = None
+) -> NewOutboxEvent:
+    """The outbox event announcing a stored snapshot. The row references the snapshot (the relay
+    joins its payload back in); id and idempotency key derive from the dedupe key, so a re-sent
+    event is the same event."""
+    return NewOutboxEvent(
+        world_id=world_id,
+        version=version,
+        event_id=event_id_for(dedupe_key),
+        event_type=EVENT_TYPE,
+        correlation_id=correlation_id,
+        extra=event_fields(dedupe_key),
+    )
+
+
 def event_fields(dedupe_key: str) -> bytes:
     """The event's own fields (never part of the snapshot hash), as a JSON object."""
     return dumps_compact({"event_version": EVENT_VERSION, "idempotency_key": dedupe_key})
@@ -115,7 +131,8 @@ class Hub:
             await self._pin_producer_refs(snap.body)
             stored_body, offloaded = await self._offload_large_parts(snap, len(raw))
             record = self._stored_snapshot(snap, stored_body, offloaded)
-            result = await self.store.insert_snapshot(record, self._outbox_event(snap, correlation_id))
+            event = snapshot_event(snap.world_id, snap.version, snap.dedupe_key, correlation_id)
+            result = await self.store.insert_snapshot(record, event)
         except RequestRejected as exc:  # 409 included: every rejected write is counted by reason
             self.count_violation(exc.reason, stage)
             raise
@@ -160,19 +177,6 @@ class Hub:
             actor=snap.actor,
             stage=snap.stage,
             payload=dumps_compact(document),
-        )
-
-    @staticmethod
-    def _outbox_event(snap: Snapshot, correlation_id: str | None) -> NewOutboxEvent:
-        # The outbox row references the snapshot; the relay joins its payload back in.
-        key = snap.dedupe_key
-        return NewOutboxEvent(
-            world_id=snap.world_id,
-            version=snap.version,
-            event_id=event_id_for(key),
-            event_type=EVENT_TYPE,
-            correlation_id=correlation_id,
-            extra=event_fields(key),
         )
 
     def _count_write(self, snap: Snapshot, result: InsertResult) -> None:
