@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from riskhub.canonical import loads_exact
+from riskhub.errors import VersionConflict
 
 OUTCOME_PROCESSED = "processed"
 OUTCOME_DLQ = "dlq"
@@ -93,6 +94,18 @@ class InsertResult:
     created: bool
     snapshot: StoredSnapshot
     newest_in: tuple[str | None, ...] = ()
+
+
+def same_content_or_conflict(result: InsertResult, offered: StoredSnapshot) -> InsertResult:
+    """An existing (world_id, version) is an idempotent retry only with the same content;
+    otherwise ``VersionConflict`` (a version is immutable, never overwritten)."""
+    if not result.created and result.snapshot.content_sha256 != offered.content_sha256:
+        raise VersionConflict(
+            f"version: {offered.world_id}/{offered.version} exists with hash {result.snapshot.hash};"
+            " a version is immutable, publish a new version",
+            field="version",
+        )
+    return result
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import asyncpg
 import orjson
 
-from riskhub.errors import StoreUnavailable, VersionConflict
+from riskhub.errors import StoreUnavailable
 from riskhub.store import (
     OUTCOME_PROCESSED,
     InsertResult,
@@ -35,6 +35,7 @@ from riskhub.store import (
     StoredSnapshot,
     WorkerResult,
     event_data,
+    same_content_or_conflict,
 )
 
 T = TypeVar("T")
@@ -309,13 +310,7 @@ class PostgresStore:
     async def insert_snapshot(self, snapshot: StoredSnapshot, event: NewOutboxEvent) -> InsertResult:
         """Snapshot + outbox row in one transaction; idempotent on equal content."""
         result = await self._call(lambda conn: _insert_snapshot(conn, snapshot, event))
-        if not result.created and result.snapshot.content_sha256 != snapshot.content_sha256:
-            raise VersionConflict(
-                f"version: {snapshot.world_id}/{snapshot.version} exists with hash "
-                f"{result.snapshot.hash}; a version is immutable, publish a new version",
-                field="version",
-            )
-        return result
+        return same_content_or_conflict(result, snapshot)
 
     async def get_snapshot(self, world_id: str, version: str) -> StoredSnapshot | None:
         """The snapshot with this version."""

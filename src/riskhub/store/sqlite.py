@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from riskhub.errors import StoreUnavailable, VersionConflict
+from riskhub.errors import StoreUnavailable
 from riskhub.store import (
     OUTCOME_PROCESSED,
     InsertResult,
@@ -30,6 +30,7 @@ from riskhub.store import (
     StoredSnapshot,
     WorkerResult,
     event_data,
+    same_content_or_conflict,
     us_from_utc,
     utc_from_us,
 )
@@ -202,14 +203,7 @@ class SqliteStore:
         self._pending_inserts.append((snapshot, event, future))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_pending_inserts(), name="sqlite-group-commit")
-        result = await future
-        if not result.created and result.snapshot.content_sha256 != snapshot.content_sha256:
-            raise VersionConflict(
-                f"version: {snapshot.world_id}/{snapshot.version} exists with hash {result.snapshot.hash};"
-                " a version is immutable, publish a new version",
-                field="version",
-            )
-        return result
+        return same_content_or_conflict(await future, snapshot)
 
     async def _write_pending_inserts(self) -> None:
         while self._pending_inserts:
