@@ -318,12 +318,13 @@ class TimedConsumer:
         self.first: float | None = None
         self.last: float | None = None
 
-    async def handle(self, record: ReceivedRecord) -> None:
+    async def handle_batch(self, records: Sequence[ReceivedRecord]) -> int:
         """Delegate, timing."""
         if self.first is None:
             self.first = time.perf_counter()
-        await self._inner.handle(record)
+        handled = await self._inner.handle_batch(records)
         self.last = time.perf_counter()
+        return handled
 
 
 def counter_total(counter: Counter) -> float:

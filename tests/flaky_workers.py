@@ -7,12 +7,15 @@ from typing import Any
 from riskhub.workers import SnapshotView, Worker
 
 FAILURES = {"remaining": 0}
+FAILING_VERSIONS: set[str] = set()  # these always fail
 CALLS: list[str] = []
 
 
 async def flaky(view: SnapshotView) -> dict[str, Any]:
-    """Fail while FAILURES["remaining"] > 0, then succeed."""
+    """Fail while FAILURES["remaining"] > 0 (always for FAILING_VERSIONS), then succeed."""
     CALLS.append(str(view.stored.get("version")))
+    if view.stored.get("version") in FAILING_VERSIONS:
+        raise RuntimeError("permanent failure")
     if FAILURES["remaining"] > 0:
         FAILURES["remaining"] -= 1
         raise RuntimeError("transient failure")

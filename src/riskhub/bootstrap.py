@@ -52,7 +52,7 @@ class Components:
         if background and self.settings.run_relay:
             await self.store.listen(self.relay.notify)
         if self.memory_bus is not None and self.settings.run_consumer:
-            self.memory_bus.subscribe(self.settings.controlbus_topic, self.consumer.handle)
+            self.memory_bus.subscribe(self.settings.controlbus_topic, self.consumer.handle_batch)
         if background and self.settings.run_relay:
             self.tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
 

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from riskhub.blobs import BlobStore, FileBlobStore, RedisBlobStore, S3BlobStore
 from riskhub.cache import LatestCache, MemoryCache, RedisCache
 from riskhub.errors import BlobCorrupted, ContractError, VersionConflict
-from riskhub.store import NewOutboxEvent, SnapshotStore, StoredSnapshot, WorkerResult
+from riskhub.store import NewOutboxEvent, Outcome, SnapshotStore, StoredSnapshot, WorkerResult
 from riskhub.store.postgres import PostgresStore
 from riskhub.store.sqlite import SqliteStore
 
@@ -116,20 +116,46 @@ async def test_store_outbox_is_claimed_in_order_and_marked(store: SnapshotStore)
 
 async def test_store_processed_keys_are_unique_and_dlq_can_be_reprocessed(store: SnapshotStore) -> None:
     rows = [WorkerResult("stress", {"x": 1})]
-    assert await store.record_outcome("k1", "processed", rows)
-    assert not await store.record_outcome("k1", "processed", [WorkerResult("stress", {"x": 2})])
+    assert await store.record_outcomes([Outcome("k1", "processed", rows)]) == [True]
+    assert await store.record_outcomes([Outcome("k1", "processed", [WorkerResult("stress", {"x": 2})])]) == [
+        False
+    ]
     assert await store.worker_results("k1") == rows
-    assert await store.record_outcome("k2", "dlq", [])
-    assert await store.processed_outcome("k2") == "dlq"
-    assert await store.record_outcome("k2", "processed", rows)  # a replay runs the workers again
-    assert await store.processed_outcome("k2") == "processed"
+    assert await store.record_outcomes([Outcome("k2", "dlq")]) == [True]
+    assert await store.processed_outcomes(["k1", "k2", "k3"]) == {"k1": "processed", "k2": "dlq"}
+    # a replay runs the workers again
+    assert await store.record_outcomes([Outcome("k2", "processed", rows)]) == [True]
+    assert await store.processed_outcomes(["k2"]) == {"k2": "processed"}
+
+
+async def test_store_records_a_batch_of_outcomes_in_order(store: SnapshotStore) -> None:
+    await store.record_outcomes([Outcome("old", "processed", [WorkerResult("w", {"i": 0})])])
+    batch = [
+        Outcome("a", "processed", [WorkerResult("w", {"i": 1}), WorkerResult("v", {"i": 2})]),
+        Outcome("old", "processed", [WorkerResult("w", {"i": 3})]),  # already processed
+        Outcome("b", "dlq"),
+        Outcome("b", "processed", [WorkerResult("w", {"i": 4})]),  # the same key again, later
+        Outcome("b", "processed", [WorkerResult("w", {"i": 5})]),  # now a duplicate
+    ]
+    assert await store.record_outcomes(batch) == [True, False, True, True, False]
+    assert await store.worker_results("a") == [WorkerResult("v", {"i": 2}), WorkerResult("w", {"i": 1})]
+    assert await store.worker_results("old") == [WorkerResult("w", {"i": 0})]
+    assert await store.worker_results("b") == [WorkerResult("w", {"i": 4})]
+    assert await store.processed_outcomes(["a", "b", "old"]) == {
+        "a": "processed",
+        "b": "processed",
+        "old": "processed",
+    }
 
 
 async def test_store_concurrent_duplicate_outcomes_record_once(store: SnapshotStore) -> None:
     results = await asyncio.gather(
-        *(store.record_outcome("same", "processed", [WorkerResult("w", {"i": i})]) for i in range(8))
+        *(
+            store.record_outcomes([Outcome("same", "processed", [WorkerResult("w", {"i": i})])])
+            for i in range(8)
+        )
     )
-    assert results.count(True) == 1
+    assert [recorded for (recorded,) in results].count(True) == 1
 
 
 async def test_store_migrations_are_idempotent(store: SnapshotStore) -> None:

@@ -137,11 +137,11 @@ async def test_three_failures_go_to_the_dlq_and_replay_runs_the_workers_again(
         assert entry.original_event["type"] == "risk_snapshot_updated"
         assert entry.original_event["data"]["version"] == "v1"
         key = entry.original_event["data"]["idempotency_key"]
-        assert await hub.parts.store.processed_outcome(key) == "dlq"
+        assert (await hub.parts.store.processed_outcomes([key])).get(key) == "dlq"
 
         assert await replay(hub.parts.publisher, [entry]) == 1
         await consume(hub, 1)  # the group's committed offset is past the original: only the replay
-        assert await hub.parts.store.processed_outcome(key) == "processed"
+        assert (await hub.parts.store.processed_outcomes([key])).get(key) == "processed"
         assert hub.metric("risk_hub_snapshot_processed_total", world_id="w1", stage="paper") == 1
 
 
@@ -244,4 +244,4 @@ async def test_dlq_list_and_replay_commands(make_hub: Callable[..., Any], kafka:
         assert status == 0 and "replayed 1 of 1 events" in replayed
         await consume(hub, 1)
         key = f"w9|v9|{(await hub.parts.store.get_snapshot('w9', 'v9')).hash}|gateway|paper"  # type: ignore[union-attr]
-        assert await hub.parts.store.processed_outcome(key) == "processed"
+        assert (await hub.parts.store.processed_outcomes([key])).get(key) == "processed"

@@ -6,7 +6,7 @@ and a subscription feeds ``ReceivedRecord`` objects to the consumer, which does 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -25,7 +25,8 @@ class ReceivedRecord:
     headers: list[tuple[str, bytes]]
 
 
-RecordHandler = Callable[[ReceivedRecord], Awaitable[None]]
+# Handles records in order; returns how many of them (a prefix) were fully handled.
+BatchHandler = Callable[[Sequence[ReceivedRecord]], Awaitable[int]]
 
 
 class Publisher(Protocol):

@@ -1,9 +1,10 @@
 """The ``worldservice-risk-hub`` consumer logic, independent of the bus that feeds it.
 
 Per record: decode -> filter on type -> drop if expired -> dedupe -> run workers (with retries)
--> record the outcome. ``handle`` returns only when the record is fully handled, i.e. its offset
-may be committed; it raises ``NotHandled`` when it must not be (DLQ disabled or its send failed).
-Exactly-once effects: the processed key and the workers' rows are written in one transaction.
+-> record the outcome. Records come in batches (a Kafka fetch, an in-process relay pass):
+``handle_batch`` returns how many of them, in order, are fully handled, i.e. may be committed;
+a record stops the batch when it cannot be (DLQ disabled or its send failed). Exactly-once
+effects: the processed keys and the workers' rows are written in one transaction per batch.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+
+from prometheus_client import Counter
 
 from riskhub.blobs import BlobStore
 from riskhub.bus import Publisher, ReceivedRecord
@@ -28,7 +31,7 @@ from riskhub.canonical import loads_exact
 from riskhub.contract import OFFLOADABLE_PARTS, dedupe_key, parse_timestamp
 from riskhub.errors import ContractError
 from riskhub.metrics import Metrics, stage_label
-from riskhub.store import OUTCOME_DLQ, OUTCOME_PROCESSED, SnapshotStore, WorkerResult
+from riskhub.store import OUTCOME_DLQ, OUTCOME_PROCESSED, Outcome, SnapshotStore, WorkerResult
 from riskhub.workers import SnapshotView, Worker
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,37 @@ class ConsumerPolicy:
     dlq_topic: str | None = None
     source: str = "riskhub"
     allowed_stages: frozenset[str] = frozenset({"backtest", "paper", "live"})
+
+
+UNKNOWN_LABELS = ("unknown", "unknown")
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    """A record decoded: its event (an error if undecodable, None if of another type) and key."""
+
+    record: ReceivedRecord
+    event: Event | UndecodableEvent | None
+    key: str | None = None
+
+    @property
+    def position(self) -> tuple[str, int, int]:
+        return self.record.topic, self.record.partition, self.record.offset
+
+
+class _BatchState:
+    """Outcomes to record and counters to move once the batch's transaction committed."""
+
+    def __init__(self, known: dict[str, str]) -> None:
+        self.known = known  # dedupe key -> outcome, as stored or as decided earlier in the batch
+        self.outcomes: list[Outcome] = []
+        self.labels: list[tuple[str, str]] = []
+        self.counts: list[tuple[Counter, tuple[str, str]]] = []
+
+    def add(self, outcome: Outcome, labels: tuple[str, str]) -> None:
+        self.known[outcome.dedupe_key] = outcome.outcome
+        self.outcomes.append(outcome)
+        self.labels.append(labels)
 
 
 class SnapshotConsumer:
@@ -73,47 +107,70 @@ class SnapshotConsumer:
         self.clock = clock
         self.sleep = sleep  # injectable: tests record the backoff
 
-    async def handle(self, record: ReceivedRecord) -> None:
-        """Handle one record completely, or raise ``NotHandled``."""
+    async def handle_batch(self, records: Sequence[ReceivedRecord]) -> int:
+        """Handle records in order; return how many of them (a prefix) are fully handled, i.e.
+        may be committed. One dedupe query and one outcome transaction serve the whole batch;
+        its counters move only once that transaction committed. If it fails, the exception
+        propagates and none of the batch counts as handled (redelivery is deduplicated)."""
+        items = [self._decode(record) for record in records]
+        keys = [item.key for item in items if item.key is not None]
+        batch = _BatchState(await self._store.processed_outcomes(keys) if keys else {})
+        handled = 0
+        for item in items:
+            try:
+                await self._handle_one(item, batch)
+            except NotHandled as exc:
+                log.warning("%s/%d@%d not handled: %s", *item.position, exc)
+                break
+            handled += 1
+        recorded = await self._store.record_outcomes(batch.outcomes) if batch.outcomes else []
+        for outcome, labels, new in zip(batch.outcomes, batch.labels, recorded, strict=True):
+            if outcome.outcome == OUTCOME_PROCESSED:
+                counter = self._metrics.processed if new else self._metrics.dedupe
+                counter.labels(*labels).inc()
+        for counter, labels in batch.counts:
+            counter.labels(*labels).inc()
+        return handled
+
+    def _decode(self, record: ReceivedRecord) -> _Item:
         try:
             event = decode_record(record.value, record.headers, record.key)
         except UndecodableEvent as exc:
-            await self._dead_letter(record, None, exc, attempts=0, labels=("unknown", "unknown"))
-            return
+            return _Item(record, exc)
         if event.type != EVENT_TYPE:
+            return _Item(record, None)
+        return _Item(record, event, self._dedupe_key(event))
+
+    async def _handle_one(self, item: _Item, batch: _BatchState) -> None:
+        if isinstance(item.event, UndecodableEvent):
+            await self._dead_letter(item.record, None, item.event, attempts=0, labels=UNKNOWN_LABELS)
             return
-        labels = self._labels(event.data)
-        if self._is_expired(event.data):
-            self._metrics.expired.labels(*labels).inc()
+        if item.event is None or item.key is None:  # another event type: not ours
             return
-        key = self._dedupe_key(event)
-        if await self._store.processed_outcome(key) == OUTCOME_PROCESSED:
-            self._metrics.dedupe.labels(*labels).inc()
-            return
-        await self._process_with_retries(record, event, key, labels)
+        labels = self._labels(item.event.data)
+        if self._is_expired(item.event.data):
+            batch.counts.append((self._metrics.expired, labels))
+        elif batch.known.get(item.key) == OUTCOME_PROCESSED:
+            batch.counts.append((self._metrics.dedupe, labels))
+        else:
+            batch.add(await self._process_with_retries(item.record, item.event, item.key, labels), labels)
 
     async def _process_with_retries(
         self, record: ReceivedRecord, event: Event, key: str, labels: tuple[str, str]
-    ) -> None:
+    ) -> Outcome:
         attempt = 1
         while True:
             try:
-                results = await self._run_workers(event.data)
-                break
+                return Outcome(key, OUTCOME_PROCESSED, await self._run_workers(event.data))
             except Exception as exc:  # a worker failure of any kind is retried, then DLQ'd
                 if attempt >= self._policy.max_attempts:
                     self._metrics.failed.labels(*labels).inc()
                     await self._dead_letter(record, event, exc, attempts=attempt, labels=labels)
-                    await self._store.record_outcome(key, OUTCOME_DLQ, [])
-                    return
+                    return Outcome(key, OUTCOME_DLQ)
                 log.info("attempt %d of %s failed: %s", attempt, key, exc)
                 await self.sleep(self._policy.retry_backoff_s * 2 ** (attempt - 1))
                 attempt += 1
                 self._metrics.retry.labels(*labels).inc()
-        if await self._store.record_outcome(key, OUTCOME_PROCESSED, results):
-            self._metrics.processed.labels(*labels).inc()
-        else:
-            self._metrics.dedupe.labels(*labels).inc()
 
     async def _run_workers(self, data: dict[str, Any]) -> list[WorkerResult]:
         view = SnapshotView(stored=data, parts=await self._resolve_parts(data))

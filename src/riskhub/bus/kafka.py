@@ -162,18 +162,17 @@ class KafkaWorker:
     async def _handle_partition(
         self, kafka: AIOKafkaConsumer, tp: TopicPartition, records: Sequence[ConsumerRecord]
     ) -> int | None:
-        """Handle records in order; return the offset to commit (next to read), if any moved."""
-        committable: int | None = None
-        for record in records:
-            try:
-                await self._handler.handle(_received(record))
-            except Exception as exc:  # not handled: retry from this record on a later fetch
-                log.warning("record %s/%d@%d not handled: %s", tp.topic, tp.partition, record.offset, exc)
-                kafka.seek(tp, record.offset)
-                return committable
-            committable = record.offset + 1
-            self.handled += 1
-        return committable
+        """Handle records in order; return the offset to commit (next to read), if any moved.
+        What was not handled is sought back to and retried on a later fetch."""
+        try:
+            handled = await self._handler.handle_batch([_received(record) for record in records])
+        except Exception as exc:  # e.g. the store is down: nothing of the batch is handled
+            log.warning("batch %s/%d@%d not handled: %s", tp.topic, tp.partition, records[0].offset, exc)
+            handled = 0
+        self.handled += handled
+        if handled < len(records):
+            kafka.seek(tp, records[handled].offset)
+        return records[handled - 1].offset + 1 if handled else None
 
     async def _commit(self, kafka: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
         if not offsets:

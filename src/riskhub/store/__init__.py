@@ -124,6 +124,15 @@ class WorkerResult:
     result: dict[str, object]
 
 
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What handling one event left: its dedupe key, ``processed`` or ``dlq``, the workers' rows."""
+
+    dedupe_key: str
+    outcome: str
+    results: Sequence[WorkerResult] = ()
+
+
 class OutboxBatch(Protocol):
     """Events claimed by one relay pass."""
 
@@ -184,12 +193,13 @@ class SnapshotStore(Protocol):
     async def outbox_backlog(self) -> OutboxBacklog:
         """Count and age of unsent events."""
 
-    async def record_outcome(self, dedupe_key: str, outcome: str, results: Sequence[WorkerResult]) -> bool:
-        """Store the processed key and the workers' rows in one transaction.
-        False (and nothing written) if the key was already processed."""
+    async def record_outcomes(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        """Store the keys and the workers' rows of several events in ONE transaction. Per
+        outcome: False (nothing of it written) if its key was already processed. A key recorded
+        as ``dlq`` may be recorded again (a replay runs the workers again)."""
 
-    async def processed_outcome(self, dedupe_key: str) -> str | None:
-        """The recorded outcome of a key, if any."""
+    async def processed_outcomes(self, keys: Sequence[str]) -> dict[str, str]:
+        """The recorded outcome of each of ``keys`` that has one."""
 
     async def worker_results(self, dedupe_key: str) -> list[WorkerResult]:
         """The rows the workers produced for a key."""

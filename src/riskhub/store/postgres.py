@@ -32,6 +32,7 @@ from riskhub.store import (
     NewOutboxEvent,
     OutboxBacklog,
     OutboxEvent,
+    Outcome,
     StoredSnapshot,
     WorkerResult,
     event_data,
@@ -393,35 +394,36 @@ class PostgresStore:
 
     # --- processed keys -------------------------------------------------------------------------
 
-    async def record_outcome(self, dedupe_key: str, outcome: str, results: Sequence[WorkerResult]) -> bool:
-        """Processed key + worker rows in one transaction; False if already processed."""
+    async def record_outcomes(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        """Processed keys + worker rows in one transaction (one statement per run of distinct
+        keys); False where the key was already processed."""
 
-        async def work(conn: asyncpg.Connection) -> bool:
-            recorded = await conn.fetchval(
-                "INSERT INTO risk_processed (dedupe_key, outcome) VALUES ($1, $2)"
-                " ON CONFLICT (dedupe_key) DO UPDATE SET outcome = excluded.outcome,"
-                " processed_at = now() WHERE risk_processed.outcome <> $3 RETURNING true",
-                dedupe_key,
-                outcome,
-                OUTCOME_PROCESSED,
-            )
-            if not recorded:
-                return False
-            await conn.executemany(
-                "INSERT INTO risk_worker_results (dedupe_key, worker, result) VALUES ($1, $2, $3::jsonb)"
-                " ON CONFLICT (dedupe_key, worker) DO UPDATE SET result = excluded.result",
-                [(dedupe_key, r.worker, orjson.dumps(r.result).decode()) for r in results],
-            )
-            return True
+        async def work(conn: asyncpg.Connection) -> list[bool]:
+            recorded: list[bool] = []
+            for run in _distinct_key_runs(outcomes):
+                rows = await conn.fetch(
+                    _RECORD_OUTCOMES,
+                    [o.dedupe_key for o in run],
+                    [o.outcome for o in run],
+                    [o.dedupe_key for o in run for _ in o.results],
+                    [r.worker for o in run for r in o.results],
+                    [orjson.dumps(r.result).decode() for o in run for r in o.results],
+                )
+                keys = {row[0] for row in rows}
+                recorded += [o.dedupe_key in keys for o in run]
+            return recorded
 
         return await self._transaction(work)
 
-    async def processed_outcome(self, dedupe_key: str) -> str | None:
-        """The outcome recorded for a key."""
-        value = await self._call(
-            lambda conn: conn.fetchval("SELECT outcome FROM risk_processed WHERE dedupe_key = $1", dedupe_key)
+    async def processed_outcomes(self, keys: Sequence[str]) -> dict[str, str]:
+        """The outcomes recorded for these keys."""
+        rows = await self._call(
+            lambda conn: conn.fetch(
+                "SELECT dedupe_key, outcome FROM risk_processed WHERE dedupe_key = ANY($1::text[])",
+                list(keys),
+            )
         )
-        return None if value is None else str(value)
+        return {str(row[0]): str(row[1]) for row in rows}
 
     async def worker_results(self, dedupe_key: str) -> list[WorkerResult]:
         """Worker rows of a key."""
@@ -432,6 +434,38 @@ class PostgresStore:
             )
         )
         return [WorkerResult(worker=row[0], result=orjson.loads(row[1])) for row in rows]
+
+
+# Keys not yet processed get their outcome, and only those get their worker rows; returns them.
+_RECORD_OUTCOMES = f"""
+WITH recorded AS (
+    INSERT INTO risk_processed (dedupe_key, outcome)
+    SELECT * FROM unnest($1::text[], $2::text[])
+    ON CONFLICT (dedupe_key) DO UPDATE SET outcome = excluded.outcome, processed_at = now()
+    WHERE risk_processed.outcome <> '{OUTCOME_PROCESSED}'
+    RETURNING dedupe_key
+), worker_rows AS (
+    INSERT INTO risk_worker_results (dedupe_key, worker, result)
+    SELECT r.dedupe_key, r.worker, r.result::jsonb
+    FROM unnest($3::text[], $4::text[], $5::text[]) AS r(dedupe_key, worker, result)
+    WHERE r.dedupe_key IN (SELECT dedupe_key FROM recorded)
+    ON CONFLICT (dedupe_key, worker) DO UPDATE SET result = excluded.result
+)
+SELECT dedupe_key FROM recorded
+"""
+
+
+def _distinct_key_runs(outcomes: Sequence[Outcome]) -> list[list[Outcome]]:
+    """Consecutive runs without a repeated key (one INSERT may not touch a row twice)."""
+    runs: list[list[Outcome]] = [[]]
+    keys: set[str] = set()
+    for outcome in outcomes:
+        if outcome.dedupe_key in keys:
+            runs.append([])
+            keys.clear()
+        runs[-1].append(outcome)
+        keys.add(outcome.dedupe_key)
+    return [run for run in runs if run]
 
 
 class _Batch:

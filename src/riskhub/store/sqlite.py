@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from riskhub.batching import Batcher
 from riskhub.errors import StoreUnavailable
 from riskhub.store import (
     OUTCOME_PROCESSED,
@@ -27,6 +28,7 @@ from riskhub.store import (
     NewOutboxEvent,
     OutboxBacklog,
     OutboxEvent,
+    Outcome,
     StoredSnapshot,
     WorkerResult,
     event_data,
@@ -143,8 +145,10 @@ class SqliteStore:
         self._executor = _new_thread()  # replaced on open() after close()
         self._closed = False
         self._conn: sqlite3.Connection | None = None
-        self._pending_inserts: list[tuple[StoredSnapshot, NewOutboxEvent, asyncio.Future[InsertResult]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        # Group commit: a batch of concurrent inserts is one transaction, one hop and one commit.
+        self._inserts: Batcher[tuple[StoredSnapshot, NewOutboxEvent], InsertResult] = Batcher(
+            self._write_inserts, max_batch=MAX_GROUP_COMMIT, name="sqlite-group-commit"
+        )
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         loop = asyncio.get_running_loop()
@@ -176,8 +180,7 @@ class SqliteStore:
 
     async def close(self) -> None:
         """Finish pending inserts, close the connection and stop the thread."""
-        if self._writer is not None:
-            await self._writer
+        await self._inserts.drained()
         if self._conn is not None:
             conn, self._conn = self._conn, None
             await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
@@ -195,31 +198,13 @@ class SqliteStore:
         """Snapshot + outbox row in one transaction; idempotent on equal content.
 
         Group commit: inserts that arrive while a batch is being written wait for the next
-        batch, and a whole batch is one transaction, one thread hop and one commit. Measured
-        under 32 concurrent writers, a hop per insert cost ~5x the insert itself (context
-        switches and GIL hand-offs on a busy core).
+        batch. Measured under 32 concurrent writers, a hop per insert cost ~5x the insert itself
+        (context switches and GIL hand-offs on a busy core).
         """
-        future: asyncio.Future[InsertResult] = asyncio.get_running_loop().create_future()
-        self._pending_inserts.append((snapshot, event, future))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_pending_inserts(), name="sqlite-group-commit")
-        return same_content_or_conflict(await future, snapshot)
+        return same_content_or_conflict(await self._inserts.submit((snapshot, event)), snapshot)
 
-    async def _write_pending_inserts(self) -> None:
-        while self._pending_inserts:
-            batch = self._pending_inserts[:MAX_GROUP_COMMIT]
-            del self._pending_inserts[:MAX_GROUP_COMMIT]
-            items = [(snapshot, event) for snapshot, event, _ in batch]
-            try:
-                results = await self._run(partial(_insert_batch, items=items))
-            except Exception as exc:  # the whole batch rolled back: nothing of it was written
-                for _, _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for (_, _, future), result in zip(batch, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
+    async def _write_inserts(self, items: list[tuple[StoredSnapshot, NewOutboxEvent]]) -> list[InsertResult]:
+        return await self._run(partial(_insert_batch, items=items))
 
     async def get_snapshot(self, world_id: str, version: str) -> StoredSnapshot | None:
         """The snapshot with this version."""
@@ -318,18 +303,20 @@ class SqliteStore:
         )
         return OutboxBacklog(row[0], None if row[1] is None else utc_from_us(row[1]))
 
-    async def record_outcome(self, dedupe_key: str, outcome: str, results: Sequence[WorkerResult]) -> bool:
-        """Processed key + worker rows in one transaction; False if already processed."""
-        return await self._run(lambda conn: _record_outcome(conn, dedupe_key, outcome, results))
+    async def record_outcomes(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        """Processed keys + worker rows in one transaction; False where already processed."""
+        return await self._run(lambda conn: _in_transaction(conn, lambda: _record_outcomes(conn, outcomes)))
 
-    async def processed_outcome(self, dedupe_key: str) -> str | None:
-        """The outcome recorded for a key."""
-        row = await self._run(
+    async def processed_outcomes(self, keys: Sequence[str]) -> dict[str, str]:
+        """The outcomes recorded for these keys."""
+        rows = await self._run(
             lambda conn: conn.execute(
-                "SELECT outcome FROM risk_processed WHERE dedupe_key = ?", [dedupe_key]
-            ).fetchone()
+                "SELECT dedupe_key, outcome FROM risk_processed WHERE dedupe_key IN"
+                " (SELECT value FROM json_each(?))",
+                [orjson.dumps(list(keys))],
+            ).fetchall()
         )
-        return None if row is None else str(row[0])
+        return {str(key): str(outcome) for key, outcome in rows}
 
     async def worker_results(self, dedupe_key: str) -> list[WorkerResult]:
         """Worker rows of a key."""
@@ -466,24 +453,27 @@ def _newest_in(conn: sqlite3.Connection, snap: StoredSnapshot) -> tuple[str | No
     return tuple(scopes)
 
 
-def _record_outcome(
-    conn: sqlite3.Connection, key: str, outcome: str, results: Sequence[WorkerResult]
-) -> bool:
-    def work() -> bool:
-        previous = conn.execute("SELECT outcome FROM risk_processed WHERE dedupe_key = ?", [key]).fetchone()
+def _record_outcomes(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> list[bool]:
+    """Inside a transaction, in order (a key may come twice: ``dlq``, then ``processed``)."""
+    recorded: list[bool] = []
+    now = _now_us()
+    for item in outcomes:
+        previous = conn.execute(
+            "SELECT outcome FROM risk_processed WHERE dedupe_key = ?", [item.dedupe_key]
+        ).fetchone()
         if previous is not None and previous[0] == OUTCOME_PROCESSED:
-            return False
+            recorded.append(False)
+            continue
         conn.execute(
             "INSERT INTO risk_processed (dedupe_key, outcome, processed_at_us) VALUES (?,?,?)"
             " ON CONFLICT (dedupe_key) DO UPDATE SET outcome = excluded.outcome,"
             " processed_at_us = excluded.processed_at_us",
-            [key, outcome, _now_us()],
+            [item.dedupe_key, item.outcome, now],
         )
         conn.executemany(
             "INSERT INTO risk_worker_results (dedupe_key, worker, result) VALUES (?,?,?)"
             " ON CONFLICT (dedupe_key, worker) DO UPDATE SET result = excluded.result",
-            [(key, row.worker, orjson.dumps(row.result)) for row in results],
+            [(item.dedupe_key, row.worker, orjson.dumps(row.result)) for row in item.results],
         )
-        return True
-
-    return _in_transaction(conn, work)
+        recorded.append(True)
+    return recorded
