@@ -1,19 +1,29 @@
-"""Risk computations the workers run on a snapshot (pure functions, no I/O)."""
+"""Risk computations the workers run on a snapshot (pure functions, no I/O).
+
+They run on every snapshot event, so the hot ones avoid per-element generators: a generator
+step costs more than the arithmetic it feeds (measured).
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from operator import mul
 from typing import Any
+
+# A keyed-covariance plan: the distinct ids, then one (i, j, coefficient) per key, in key order.
+_KeyedPlan = tuple[tuple[str, ...], tuple[tuple[int, int, float], ...]]
 
 
 def exposure(weights: Mapping[str, float]) -> dict[str, float]:
     """Gross and net exposure, largest absolute weight, number of positions."""
     values = list(weights.values())
+    magnitudes = list(map(abs, values))
     return {
-        "gross": math.fsum(abs(w) for w in values),
+        "gross": math.fsum(magnitudes),
         "net": math.fsum(values),
-        "max_abs_weight": max((abs(w) for w in values), default=0.0),
+        "max_abs_weight": max(magnitudes, default=0.0),
         "positions": float(len(values)),
     }
 
@@ -21,22 +31,26 @@ def exposure(weights: Mapping[str, float]) -> dict[str, float]:
 def portfolio_returns(
     weights: Mapping[str, float], returns: Mapping[str, Sequence[float]] | Sequence[float]
 ) -> list[float]:
-    """Weighted portfolio return per period (a single series is the portfolio's own)."""
+    """Weighted portfolio return per period (a single series is the portfolio's own).
+
+    Series whose id is not in ``weights`` are ignored; the others are cut to the shortest."""
     if not isinstance(returns, Mapping):
         return list(returns)
-    series = {k: v for k, v in returns.items() if k in weights}
-    if not series:
-        return []
-    length = min(len(v) for v in series.values())
-    return [math.fsum(weights[k] * v[i] for k, v in series.items()) for i in range(length)]
+    ids = [k for k in returns if k in weights]
+    position_weights = [weights[k] for k in ids]
+    # zip(*series) yields one tuple per period and stops at the shortest series.
+    periods = zip(*(returns[k] for k in ids), strict=False)
+    return [math.fsum(map(mul, position_weights, period)) for period in periods]
 
 
 def realized_volatility(series: Sequence[float]) -> float | None:
     """Sample standard deviation of a return series (None below two points)."""
-    if len(series) < 2:
+    n = len(series)
+    if n < 2:
         return None
-    mean = math.fsum(series) / len(series)
-    return math.sqrt(math.fsum((x - mean) ** 2 for x in series) / (len(series) - 1))
+    mean = math.fsum(series) / n
+    deviations = [x - mean for x in series]
+    return math.sqrt(math.fsum(map(mul, deviations, deviations)) / (n - 1))
 
 
 def max_drawdown(series: Sequence[float]) -> float:
@@ -44,29 +58,50 @@ def max_drawdown(series: Sequence[float]) -> float:
     level, peak, worst = 1.0, 1.0, 0.0
     for r in series:
         level *= 1.0 + r
-        peak = max(peak, level)
-        worst = max(worst, 1.0 - level / peak)
+        if level > peak:
+            peak = level  # a new peak is no drawdown
+        elif 1.0 - level / peak > worst:
+            worst = 1.0 - level / peak
     return worst
 
 
 def covariance_variance(weights: Mapping[str, float], covariance: Mapping[str, Any]) -> float:
     """Portfolio variance w' S w from the keyed or dense covariance form. In the keyed form a pair
-    given one way only stands for both (a,b) and (b,a)."""
+    given one way only stands for both (a,b) and (b,a). Ids missing from ``weights`` count as 0."""
     if "ids" in covariance and "matrix" in covariance:
-        w = [weights.get(a, 0.0) for a in covariance["ids"]]
-        return math.fsum(
-            w[i] * w[j] * v for i, row in enumerate(covariance["matrix"]) for j, v in enumerate(row)
-        )
-    total = 0.0
-    for key, value in covariance.items():
+        return _dense_variance(weights, covariance["ids"], covariance["matrix"])
+    return _keyed_variance(weights, covariance)
+
+
+def _keyed_variance(weights: Mapping[str, float], covariance: Mapping[str, float]) -> float:
+    ids, entries = _keyed_plan(tuple(covariance))
+    w = [weights.get(a, 0.0) for a in ids]
+    terms = zip(entries, covariance.values(), strict=True)
+    return math.fsum([w[i] * w[j] * coefficient * v for (i, j, coefficient), v in terms])
+
+
+def _dense_variance(
+    weights: Mapping[str, float], ids: Sequence[str], matrix: Sequence[Sequence[float]]
+) -> float:
+    w = [weights.get(a, 0.0) for a in ids]
+    return math.fsum(
+        [wi * wj * v for wi, row in zip(w, matrix, strict=True) for wj, v in zip(w, row, strict=True)]
+    )
+
+
+# Producers send the same covariance keys snapshot after snapshot, so splitting and pairing the
+# keys is done once per key set. A plan holds one entry per key: keep few (a big universe is big).
+@lru_cache(maxsize=16)
+def _keyed_plan(keys: tuple[str, ...]) -> _KeyedPlan:
+    """Index the ids of ``keys`` ("a,b"); weight a pair given one way only twice."""
+    given = set(keys)
+    index: dict[str, int] = {}
+    entries = []
+    for key in keys:
         a, b = key.split(",")
-        if a == b:
-            total += weights.get(a, 0.0) ** 2 * value
-        elif f"{b},{a}" in covariance:
-            total += weights.get(a, 0.0) * weights.get(b, 0.0) * value
-        else:
-            total += 2.0 * weights.get(a, 0.0) * weights.get(b, 0.0) * value
-    return total
+        coefficient = 1.0 if a == b or f"{b},{a}" in given else 2.0
+        entries.append((index.setdefault(a, len(index)), index.setdefault(b, len(index)), coefficient))
+    return tuple(index), tuple(entries)
 
 
 def worst_stress(stress: Mapping[str, Mapping[str, float]]) -> dict[str, Any]:
@@ -90,7 +125,8 @@ def limit_breaches(weights: Mapping[str, float], constraints: Mapping[str, Any])
             if abs(w) > max_weight
         ]
     max_gross = constraints.get("max_gross")
-    gross = exposure(weights)["gross"]
-    if isinstance(max_gross, int | float) and gross > max_gross:
-        breaches.append({"limit": "max_gross", "value": gross, "bound": max_gross})
+    if isinstance(max_gross, int | float):
+        gross = math.fsum(map(abs, weights.values()))
+        if gross > max_gross:
+            breaches.append({"limit": "max_gross", "value": gross, "bound": max_gross})
     return breaches
