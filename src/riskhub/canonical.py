@@ -21,13 +21,16 @@ from __future__ import annotations
 import json
 import math
 import re
+from itertools import islice
 from typing import Any
 
 import orjson
 
-# orjson spells a number differently from Python only if it contains one of these markers;
-# ``bytes.find`` locates them at memory speed (``re`` scans ~100 MB/s, too slow here).
-_MARKERS = (b"0.0000", b"e-")
+# orjson spells a number differently from Python only if it contains one of these markers.
+# ``bytes.find`` locates the decimal one fast; for a two-byte needle it crawls (~1.4 GB/s), and a
+# literal ``re`` is ~3x faster there: it only stops at each "e". (``re`` alternations are slow.)
+_TINY_DECIMAL = b"0.0000"
+_TINY_EXPONENT = re.compile(rb"e-")
 _NUMBER = re.compile(rb"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
 _NUMBER_CHARS = frozenset(b"0123456789.")
 # Past this many marker hits json.dumps is cheaper than rewriting them one by one.
@@ -51,12 +54,12 @@ def canonical_json(obj: Any) -> bytes:
 
 
 def _marker_positions(raw: bytes) -> list[int]:
-    hits: list[int] = []
-    for marker in _MARKERS:
-        at = raw.find(marker)
-        while at != -1 and len(hits) <= MAX_REWRITES:
-            hits.append(at)
-            at = raw.find(marker, at + 1)
+    """Where the markers are, sorted; past ``MAX_REWRITES`` hits, just one more."""
+    hits = [match.start() for match in islice(_TINY_EXPONENT.finditer(raw), MAX_REWRITES + 1)]
+    at = raw.find(_TINY_DECIMAL)
+    while at != -1 and len(hits) <= MAX_REWRITES:
+        hits.append(at)
+        at = raw.find(_TINY_DECIMAL, at + 1)
     return sorted(hits)
 
 

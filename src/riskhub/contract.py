@@ -230,9 +230,18 @@ def _is_number(value: Any) -> bool:
     return kind is int and -_FLOAT_MAX <= value <= _FLOAT_MAX
 
 
+def _are_finite_floats(values: list[Any]) -> bool:
+    """True if every value is a float and finite, at C speed: the common case. A sum of floats
+    is finite only if every term is, but a sum of finite floats can overflow: False may be
+    wrong, so it only ever chooses the slower exact check, never a rejection."""
+    return list(map(type, values)).count(float) == len(values) and math.isfinite(sum(values))
+
+
 def _all_numbers(values: Iterable[Any]) -> bool:
     """``_is_number`` for every value, at C speed for the common case."""
     values = list(values)
+    if _are_finite_floats(values):
+        return True
     try:
         return set(map(type, values)) <= _NUMBER_TYPES and all(map(math.isfinite, values))
     except OverflowError:  # an integer beyond float range
@@ -259,10 +268,8 @@ def _check_weights(body: dict[str, Any]) -> None:
         raise ContractError("weights: required", field="weights")
     if not isinstance(weights, dict) or not weights:
         raise ContractError("weights: must be a non-empty object of id -> number", field="weights")
-    for key, value in weights.items():
-        if not key:
-            raise ContractError("weights: ids must be non-empty strings", field="weights")
-        _require_number(value, f"weights.{key}")
+    if not (all(weights) and _are_finite_floats(list(weights.values()))):
+        _name_bad_weight(weights)
     total = math.fsum(weights.values())
     if total <= 0:
         raise ContractError(f"weights: sum must be > 0, got {total!r}", field="weights")
@@ -270,6 +277,13 @@ def _check_weights(body: dict[str, Any]) -> None:
         raise ContractError(
             f"weights: must sum to 1 within {WEIGHT_SUM_TOLERANCE}, got {total!r}", field="weights"
         )
+
+
+def _name_bad_weight(weights: dict[str, Any]) -> None:
+    for key, value in weights.items():
+        if not key:
+            raise ContractError("weights: ids must be non-empty strings", field="weights")
+        _require_number(value, f"weights.{key}")
 
 
 def _check_ttl(body: dict[str, Any], rules: ContractRules) -> int:
@@ -381,6 +395,9 @@ def _normalize_realized_returns(body: dict[str, Any]) -> None:
             "realized_returns: must be a series or a non-empty object of id -> series",
             field="realized_returns",
         )
+    if _are_float_series(list(returns.values())):
+        body["realized_returns"] = dict(returns)
+        return
     total = sum(len(series) if isinstance(series, list) else 0 for series in returns.values())
     if total > MAX_TOTAL_POINTS:
         raise ContractError(
@@ -392,6 +409,16 @@ def _normalize_realized_returns(body: dict[str, Any]) -> None:
     }
 
 
+def _are_float_series(all_series: list[Any]) -> bool:
+    """The common case, at C speed: non-empty lists of finite floats within the point limits,
+    kept as they are. False sends the caller to the checks that name what is wrong."""
+    if set(map(type, all_series)) != {list} or not all(all_series):
+        return False
+    if max(map(len, all_series)) > MAX_SERIES_POINTS or sum(map(len, all_series)) > MAX_TOTAL_POINTS:
+        return False
+    return _are_finite_floats(list(chain.from_iterable(all_series)))
+
+
 def _float_series(series: Any, where: str) -> list[float]:
     if not isinstance(series, list) or not series:
         raise ContractError(f"{where}: must be a non-empty array of numbers", field=where)
@@ -399,8 +426,8 @@ def _float_series(series: Any, where: str) -> list[float]:
         raise ContractError(
             f"{where}: at most {MAX_SERIES_POINTS} points per series, got {len(series)}", field=where
         )
-    if set(map(type, series)) == {float} and all(map(math.isfinite, series)):
-        return series  # the common case: already finite floats
+    if _are_finite_floats(series):
+        return series
     if not _all_numbers(series):
         for index, value in enumerate(series):
             _require_number(value, f"{where}[{index}]")
