@@ -7,13 +7,15 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import pytest
 import redis.asyncio as aioredis
+from orjson import loads
 
 from riskhub.blobs import BlobStore, FileBlobStore, RedisBlobStore, S3BlobStore
 from riskhub.cache import LatestCache, MemoryCache, RedisCache
 from riskhub.errors import BlobCorrupted, ContractError, VersionConflict
-from riskhub.store import NewOutboxEvent, Outcome, SnapshotStore, StoredSnapshot, WorkerResult
+from riskhub.store import NewOutboxEvent, Outcome, SnapshotStore, StoredSnapshot, WorkerResult, postgres
 from riskhub.store.postgres import PostgresStore
 from riskhub.store.sqlite import SqliteStore
 
@@ -162,6 +164,44 @@ async def test_store_migrations_are_idempotent(store: SnapshotStore) -> None:
     await store.close()
     await store.open()  # applying migrations again is a no-op
     assert await store.world_ids() == []
+
+
+async def test_postgres_migration_2_keeps_snapshots_stored_as_jsonb(
+    production: Production, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database at migration 1 (jsonb payloads) upgrades in place: its snapshots read back,
+    its pending events still claim, and new writes use the bytea function."""
+    old = PostgresStore(production.postgres.dsn, schema=production.namespace)
+    monkeypatch.setattr(postgres, "MIGRATIONS", postgres.MIGRATIONS[:1])
+    await old.open()
+    await old.close()
+    monkeypatch.undo()
+    conn = await asyncpg.connect(
+        production.postgres.dsn, server_settings={"search_path": production.namespace}
+    )
+    try:  # what the migration-1 code wrote: a jsonb payload through the jsonb function
+        snap = snapshot("v1")
+        await conn.execute(
+            "SELECT risk_insert_snapshot(1, 'c', $1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb,"
+            " 'e1', 'risk_snapshot_updated', NULL, $11)",
+            *(snap.world_id, snap.version, snap.hash, snap.content_sha256, snap.as_of, snap.created_at),
+            *(snap.expires_at, snap.actor, snap.stage, snap.payload.decode(), '{"event_version":1}'),
+        )
+    finally:
+        await conn.close()
+    store = PostgresStore(production.postgres.dsn, schema=production.namespace)
+    await store.open()
+    try:
+        stored = await store.get_snapshot("w1", "v1")
+        assert stored is not None and loads(stored.payload) == {"version": "v1"}
+        assert (await store.insert_snapshot(snapshot("v2", minutes=1), event("w1", "e2", "v2"))).created
+        async with store.claim_outbox(10) as batch:
+            assert [loads(e.data) for e in batch.events] == [
+                {"version": "v1", "event_version": 1},
+                {"version": "v2", "event_version": 1},
+            ]
+    finally:
+        await store.close()
 
 
 # --- caches ---------------------------------------------------------------------------------------

@@ -191,3 +191,21 @@ async def test_an_older_new_version_after_a_restart_does_not_become_latest(
         latest = await restarted.get("/risk-hub/worlds/w1/snapshots/latest")
         assert latest.status_code == 404
         assert "'newest'" in latest.json()["error"]["message"]
+
+
+async def test_any_json_string_is_stored_and_served_exactly(hub: HubClient) -> None:
+    """NUL and other control characters are valid JSON string content (PostgreSQL jsonb refused
+    them: a 503 for a valid snapshot, and a poison worker row); ids carrying them reach the workers."""
+    odd = "nul\u0000 bell\u0007 é 𝄞"
+    body = sample_snapshot(
+        weights={f"strategy_{odd}": 0.6, "strategy_b": 0.4}, constraints={"max_weight": 0.5}, note=odd
+    )
+    assert (await hub.post("w1", body)).status_code == 201
+    latest = (await hub.get("/risk-hub/worlds/w1/snapshots/latest")).json()
+    assert latest["note"] == odd and list(latest["weights"]) == [f"strategy_{odd}", "strategy_b"]
+    assert verify_hash(latest, lambda ref: None)
+    await hub.drain()
+    assert hub.metric("risk_hub_snapshot_processed_total", world_id="w1", stage="paper") == 1
+    key = f"w1|v1|{latest['hash']}|gateway|paper"
+    rows = {row.worker: row.result for row in await hub.parts.store.worker_results(key)}
+    assert rows["live_checks"]["breaches"][0]["id"] == f"strategy_{odd}"

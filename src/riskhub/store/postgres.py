@@ -45,19 +45,22 @@ WRITE_LOCK, RELAY_LOCK = 7301, 7302  # advisory lock namespaces (first key of th
 MIGRATION_LOCK = 7300
 RELISTEN_INTERVAL_S = 1.0
 
+
 # The whole write transaction in one round trip (it was seven: begin, lock, two inserts, notify,
 # newest check, commit). Writers of a world serialize on the advisory lock before the outbox id
-# is drawn; see the module docstring.
-_INSERT_SNAPSHOT_FUNCTION = """
+# is drawn; see the module docstring. Migration 1 stored payloads as jsonb, migration 2 as bytea.
+def _insert_snapshot_function(payload_type: str) -> str:
+    returned, read_back = ("text", "s.payload::text") if payload_type == "jsonb" else ("bytea", "s.payload")
+    return f"""
 CREATE FUNCTION risk_insert_snapshot(
     p_lock integer, p_channel text,
     p_world_id text, p_version text, p_hash text, p_content_sha256 text, p_as_of timestamptz,
-    p_created_at timestamptz, p_expires_at timestamptz, p_actor text, p_stage text, p_payload jsonb,
-    p_event_id text, p_event_type text, p_correlation_id text, p_extra text
+    p_created_at timestamptz, p_expires_at timestamptz, p_actor text, p_stage text,
+    p_payload {payload_type}, p_event_id text, p_event_type text, p_correlation_id text, p_extra text
 ) RETURNS TABLE (
     created boolean, world_id text, version text, hash text, content_sha256 text,
     as_of timestamptz, created_at timestamptz, expires_at timestamptz, actor text, stage text,
-    payload text, newest_in_world boolean, newest_in_stage boolean
+    payload {returned}, newest_in_world boolean, newest_in_stage boolean
 ) LANGUAGE plpgsql AS $fn$
 #variable_conflict use_column
 BEGIN
@@ -69,7 +72,7 @@ BEGIN
     ON CONFLICT (world_id, version) DO NOTHING;
     IF NOT FOUND THEN
         RETURN QUERY SELECT false, s.world_id, s.version, s.hash, s.content_sha256, s.as_of,
-            s.created_at, s.expires_at, s.actor, s.stage, s.payload::text, false, false
+            s.created_at, s.expires_at, s.actor, s.stage, {read_back}, false, false
         FROM risk_snapshots s WHERE s.world_id = p_world_id AND s.version = p_version;
         RETURN;
     END IF;
@@ -77,7 +80,7 @@ BEGIN
     VALUES (p_world_id, p_version, p_event_id, p_event_type, p_correlation_id, p_extra, p_created_at);
     PERFORM pg_notify(p_channel, '');
     RETURN QUERY SELECT true, p_world_id, p_version, p_hash, p_content_sha256, p_as_of,
-        p_created_at, p_expires_at, p_actor, p_stage, NULL::text,
+        p_created_at, p_expires_at, p_actor, p_stage, NULL::{returned},
         NOT EXISTS (SELECT 1 FROM risk_snapshots s WHERE s.world_id = p_world_id
                     AND (s.as_of, s.created_at) > (p_as_of, p_created_at)),
         NOT EXISTS (SELECT 1 FROM risk_snapshots s WHERE s.world_id = p_world_id
@@ -85,6 +88,7 @@ BEGIN
 END
 $fn$
 """
+
 
 # Applied in order at start (and by `riskhub migrate`); never edit a released one, append.
 MIGRATIONS: list[tuple[int, list[str]]] = [
@@ -136,13 +140,26 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 result jsonb NOT NULL,
                 PRIMARY KEY (dedupe_key, worker)
             )""",
-            _INSERT_SNAPSHOT_FUNCTION,
+            _insert_snapshot_function("jsonb"),
+        ],
+    ),
+    (
+        # Payloads and worker rows as the exact bytes the hub wrote: jsonb refused valid JSON
+        # (a string holding \u0000 was a 503) and parsed 14 KB per insert, rendered it per read.
+        2,
+        [
+            "ALTER TABLE risk_snapshots ALTER COLUMN payload TYPE bytea"
+            " USING convert_to(payload::text, 'UTF8')",
+            "ALTER TABLE risk_worker_results ALTER COLUMN result TYPE text USING result::text",
+            "DROP FUNCTION risk_insert_snapshot(integer, text, text, text, text, text, timestamptz,"
+            " timestamptz, timestamptz, text, text, jsonb, text, text, text, text)",
+            _insert_snapshot_function("bytea"),
         ],
     ),
 ]
 
 _SNAPSHOT_COLUMNS = (
-    "world_id, version, hash, content_sha256, as_of, created_at, expires_at, actor, stage, payload::text"
+    "world_id, version, hash, content_sha256, as_of, created_at, expires_at, actor, stage, payload"
 )
 _NEWEST_FIRST = "ORDER BY as_of DESC, created_at DESC"
 # Errors meaning "the database is not there right now"; anything else is a bug and propagates.
@@ -167,7 +184,7 @@ def _snapshot(row: asyncpg.Record | tuple[Any, ...]) -> StoredSnapshot:
         expires_at=row[6],
         actor=row[7],
         stage=row[8],
-        payload=row[9].encode(),
+        payload=bytes(row[9]),
     )
 
 
@@ -429,7 +446,7 @@ class PostgresStore:
         """Worker rows of a key."""
         rows = await self._call(
             lambda conn: conn.fetch(
-                "SELECT worker, result::text FROM risk_worker_results WHERE dedupe_key = $1 ORDER BY worker",
+                "SELECT worker, result FROM risk_worker_results WHERE dedupe_key = $1 ORDER BY worker",
                 dedupe_key,
             )
         )
@@ -446,7 +463,7 @@ WITH recorded AS (
     RETURNING dedupe_key
 ), worker_rows AS (
     INSERT INTO risk_worker_results (dedupe_key, worker, result)
-    SELECT r.dedupe_key, r.worker, r.result::jsonb
+    SELECT r.dedupe_key, r.worker, r.result
     FROM unnest($3::text[], $4::text[], $5::text[]) AS r(dedupe_key, worker, result)
     WHERE r.dedupe_key IN (SELECT dedupe_key FROM recorded)
     ON CONFLICT (dedupe_key, worker) DO UPDATE SET result = excluded.result
@@ -510,7 +527,7 @@ async def _claim(conn: asyncpg.Connection, limit: int) -> list[OutboxEvent]:
     rows = await conn.fetch(
         # Rows are picked (and locked) first; only then are the payloads joined and rendered.
         "SELECT o.id, o.world_id, o.event_id, o.event_type, o.correlation_id, o.created_at,"
-        " s.payload::text, o.extra, o.attempts FROM"
+        " s.payload, o.extra, o.attempts FROM"
         " (SELECT * FROM risk_outbox WHERE status = 'pending' AND world_id = ANY($1::text[])"
         "   ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) o"
         " JOIN risk_snapshots s ON s.world_id = o.world_id AND s.version = o.version"
@@ -526,7 +543,7 @@ async def _claim(conn: asyncpg.Connection, limit: int) -> list[OutboxEvent]:
             event_type=row[3],
             correlation_id=row[4],
             created_at=row[5],
-            data=event_data(row[6].encode(), row[7].encode()),
+            data=event_data(bytes(row[6]), row[7].encode()),
             attempts=row[8],
         )
         for row in rows
@@ -537,7 +554,7 @@ async def _insert_snapshot(
     conn: asyncpg.Connection, snap: StoredSnapshot, event: NewOutboxEvent
 ) -> InsertResult:
     row = await conn.fetchrow(
-        "SELECT * FROM risk_insert_snapshot($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12::jsonb,$13,$14,$15,$16)",
+        "SELECT * FROM risk_insert_snapshot($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)",
         WRITE_LOCK,
         NOTIFY_CHANNEL,
         snap.world_id,
@@ -549,7 +566,7 @@ async def _insert_snapshot(
         snap.expires_at,
         snap.actor,
         snap.stage,
-        snap.payload.decode(),
+        snap.payload,
         event.event_id,
         event.event_type,
         event.correlation_id,
