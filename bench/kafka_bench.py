@@ -119,7 +119,7 @@ def alternate(
 
 
 def encoded(event: OutboxEvent, source: str) -> KafkaRecord:
-    """The record the relay sends for an outbox event (same call as ``OutboxRelay._publish``;
+    """The record the relay sends for an outbox event (same call as ``OutboxRelay._record``;
     ``differing_records`` checks the bytes against what the relay really sent)."""
     return encode_event(
         event_id=event.event_id,

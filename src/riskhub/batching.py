@@ -1,8 +1,7 @@
 """Group work submitted concurrently: while one batch runs, new items queue for the next.
 
 Used where a per-item round trip costs more than the work itself: the SQLite group commit (one
-transaction and one thread hop per batch of POSTs) and the in-process bus (one dedupe query and
-one outcome transaction per batch of events).
+transaction and one thread hop per batch of concurrent POSTs).
 """
 
 from __future__ import annotations

@@ -29,11 +29,20 @@ class ReceivedRecord:
 BatchHandler = Callable[[Sequence[ReceivedRecord]], Awaitable[int]]
 
 
+class NotSentYet(Exception):
+    """A record held back from this send (see ``Publisher.send_in_order``); send it again later."""
+
+
 class Publisher(Protocol):
     """Sends records; ``send`` returns after the bus acknowledged (acks=all on Kafka)."""
 
     async def send(self, topic: str, record: KafkaRecord) -> None:
         """Publish one record or raise."""
+
+    async def send_in_order(self, topic: str, records: Sequence[KafkaRecord]) -> list[BaseException | None]:
+        """Publish several records; per record None (acknowledged) or why not. Per key, what is
+        acknowledged is a prefix of the key's records, in order: a record is never delivered
+        after a failed earlier record of its key. ``NotSentYet`` marks records held back."""
 
     async def ping(self) -> None:
         """Raise unless the bus answers."""

@@ -13,15 +13,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import BatchBuilder
 
-from riskhub.bus import ReceivedRecord
+from riskhub.bus import NotSentYet, ReceivedRecord
 from riskhub.bus.codec import KafkaRecord
 from riskhub.bus.consumer import SnapshotConsumer
 from riskhub.metrics import Metrics
@@ -56,6 +58,7 @@ class KafkaPublisher:
         }
         self._producer: AIOKafkaProducer | None = None
         self._starting = asyncio.Lock()
+        self._partitioner = DefaultPartitioner()  # what the producer uses for keyed sends
 
     async def _started(self) -> AIOKafkaProducer:
         async with self._starting:
@@ -74,6 +77,34 @@ class KafkaPublisher:
         producer = await self._started()
         await producer.send_and_wait(topic, value=record.value, key=record.key, headers=record.headers)
 
+    async def send_in_order(self, topic: str, records: Sequence[KafkaRecord]) -> list[BaseException | None]:
+        """Send all at once, without waiting for one acknowledgement before the next send. Each
+        key's records go into ONE record batch of its partition, which the broker appends whole
+        or not at all, so a key's records can never land out of order or with a gap; the tail of
+        a key that does not fit one batch is held back (``NotSentYet``)."""
+        producer = await self._started()
+        partitions = sorted(await producer.partitions_for(topic))
+        batches = _KeyBatches(producer.create_batch)
+        for key, indexed in _by_key(records).items():
+            batches.add(self._partitioner(key, partitions, partitions), indexed)
+        results: list[BaseException | None] = [None] * len(records)
+        for index in batches.held_back:
+            results[index] = NotSentYet("its key's earlier records fill this send's record batch")
+        sent = []
+        for partition, batch, indexes in batches.all():
+            try:
+                sent.append((await producer.send_batch(batch, topic, partition=partition), indexes))
+            except Exception as exc:  # not queued (e.g. no buffer space in time): not sent
+                for index in indexes:
+                    results[index] = exc
+        for future, indexes in sent:
+            try:
+                await future
+            except Exception as exc:  # the whole batch failed: none of its records is on the topic
+                for index in indexes:
+                    results[index] = exc
+        return results
+
     async def ping(self) -> None:
         """Fetch cluster metadata."""
         producer = await self._started()
@@ -84,6 +115,54 @@ class KafkaPublisher:
         if self._producer is not None:
             producer, self._producer = self._producer, None
             await producer.stop()
+
+
+def _by_key(records: Sequence[KafkaRecord]) -> dict[bytes | None, list[tuple[int, KafkaRecord]]]:
+    by_key: dict[bytes | None, list[tuple[int, KafkaRecord]]] = {}
+    for index, record in enumerate(records):
+        by_key.setdefault(record.key, []).append((index, record))
+    return by_key
+
+
+class _KeyBatches:
+    """Record batches per partition, filled key by key: a key's records never span two batches."""
+
+    def __init__(self, create_batch: Callable[[], BatchBuilder]) -> None:
+        self._create = create_batch
+        self._open: dict[int, tuple[BatchBuilder, list[int]]] = {}
+        self._full: list[tuple[int, BatchBuilder, list[int]]] = []
+        self.held_back: list[int] = []
+
+    def add(self, partition: int, records: list[tuple[int, KafkaRecord]]) -> None:
+        """Append one key's records in order; start a fresh batch for the key if needed."""
+        batch, members = self._batch(partition)
+        for position, (index, record) in enumerate(records):
+            if _append(batch, record):
+                members.append(index)
+                continue
+            if position == 0 and members:  # the key starts in a fresh batch
+                self._full.append((partition, batch, members))
+                batch, members = self._open[partition] = (self._create(), [])
+                if _append(batch, record):
+                    members.append(index)
+                    continue
+            self.held_back += [i for i, _ in records[position:]]
+            return
+
+    def _batch(self, partition: int) -> tuple[BatchBuilder, list[int]]:
+        if partition not in self._open:
+            self._open[partition] = (self._create(), [])
+        return self._open[partition]
+
+    def all(self) -> list[tuple[int, BatchBuilder, list[int]]]:
+        """Every non-empty batch with its partition and the indexes of its records."""
+        opened = [(partition, batch, members) for partition, (batch, members) in self._open.items()]
+        return [item for item in self._full + opened if item[2]]
+
+
+def _append(batch: BatchBuilder, record: KafkaRecord) -> bool:
+    appended = batch.append(key=record.key, value=record.value, timestamp=None, headers=record.headers)
+    return appended is not None
 
 
 @dataclass(frozen=True, slots=True)

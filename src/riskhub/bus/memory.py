@@ -1,23 +1,19 @@
 """In-process ControlBus for the embedded hub: delivery is a direct call to the subscribers.
 
-``send`` returns only after every subscriber handled the record, so the relay marks an outbox row
+A send returns only after every subscriber handled the records, so the relay marks an outbox row
 published only once the embedded consumer has fully handled its event (or dead-lettered it): a
-crash in between re-delivers the event, never loses it. Records sent concurrently (the relay
-publishes its worlds concurrently) reach the subscribers as one batch. Records are not retained
-(memory must not grow with history), except the last ``keep`` per topic for inspection (DLQ
-listing, tests).
+crash in between re-delivers the event, never loses it. A relay pass reaches the subscribers as
+one batch. Records are not retained (memory must not grow with history), except the last
+``keep`` per topic for inspection (DLQ listing, tests).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from functools import partial
+from collections.abc import Sequence
 
-from riskhub.batching import Batcher
 from riskhub.bus import BatchHandler, ReceivedRecord
 from riskhub.bus.codec import KafkaRecord
-
-MAX_DELIVERY_BATCH = 500
 
 
 class NotDelivered(Exception):
@@ -31,32 +27,34 @@ class MemoryBus:
         self._subscribers: dict[str, list[BatchHandler]] = defaultdict(list)
         self._recent: dict[str, deque[ReceivedRecord]] = defaultdict(lambda: deque(maxlen=keep))
         self._next_offset: dict[str, int] = defaultdict(int)
-        self._deliveries: dict[str, Batcher[ReceivedRecord, None]] = {}
 
     def subscribe(self, topic: str, handler: BatchHandler) -> None:
         """Feed every record sent to ``topic`` from now on to ``handler``."""
         self._subscribers[topic].append(handler)
-        if topic not in self._deliveries:
-            run = partial(self._deliver, topic)
-            self._deliveries[topic] = Batcher(run, max_batch=MAX_DELIVERY_BATCH, name=f"bus-{topic}")
 
     async def send(self, topic: str, record: KafkaRecord) -> None:
         """Deliver to every subscriber; raises if one of them did not handle it."""
+        (result,) = await self.send_in_order(topic, [record])
+        if result is not None:
+            raise result
+
+    async def send_in_order(self, topic: str, records: Sequence[KafkaRecord]) -> list[BaseException | None]:
+        """Deliver as one batch; a subscriber handles a prefix of it, the rest is not delivered."""
+        received = [self._received(topic, record) for record in records]
+        handled = len(received)
+        for handler in self._subscribers[topic]:
+            handled = min(handled, await handler(received))
+        return [
+            None if i < handled else NotDelivered(f"{topic}@{record.offset} not handled")
+            for i, record in enumerate(received)
+        ]
+
+    def _received(self, topic: str, record: KafkaRecord) -> ReceivedRecord:
         offset = self._next_offset[topic]
         self._next_offset[topic] = offset + 1
         received = ReceivedRecord(topic, 0, offset, record.key, record.value, record.headers)
         self._recent[topic].append(received)
-        if topic in self._deliveries:
-            await self._deliveries[topic].submit(received)
-
-    async def _deliver(self, topic: str, records: list[ReceivedRecord]) -> list[BaseException | None]:
-        handled = len(records)
-        for handler in self._subscribers[topic]:
-            handled = min(handled, await handler(records))
-        return [
-            None if i < handled else NotDelivered(f"{topic}@{record.offset} not handled")
-            for i, record in enumerate(records)
-        ]
+        return received
 
     def recent(self, topic: str) -> list[ReceivedRecord]:
         """The last records sent to ``topic`` (at most ``keep``)."""

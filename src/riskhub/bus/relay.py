@@ -2,8 +2,9 @@
 
 An event is marked published only after the bus acknowledged it. If the bus is down, events stay
 in the outbox (snapshots keep being accepted) and go out when it is back, with backoff between
-failing passes. Within a pass, once a world's event fails, that world's later events wait for
-the next pass, so per-world order on the topic follows outbox (POST) order.
+failing passes. A pass is sent at once; the bus guarantees that per key what it acknowledges is
+a prefix in order (on Kafka: a world's events of a pass share one record batch, appended whole
+or not at all), so per-world order on the topic follows outbox (POST) order.
 """
 
 from __future__ import annotations
@@ -11,12 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
 
-from riskhub.bus import Publisher
-from riskhub.bus.codec import SerializedJson, encode_event
+from riskhub.bus import NotSentYet, Publisher
+from riskhub.bus.codec import KafkaRecord, SerializedJson, encode_event
 from riskhub.metrics import Metrics
 from riskhub.store import OutboxEvent, SnapshotStore
 
@@ -49,40 +49,34 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._idle_wait_s = idle_wait_s
         self._wakeup = asyncio.Event()
+        self.held_back = False  # the last pass left events for the next one (not failures)
 
     def notify(self) -> None:
         """Wake the relay: a new event was committed."""
         self._wakeup.set()
 
     async def publish_pending(self) -> tuple[int, int]:
-        """One pass over pending events; returns (published, failed). Worlds are published
-        concurrently, each world's events one after the other: an event is sent only once the
-        previous event of its world was acknowledged, and a failure stops that world's pass."""
+        """One pass over pending events; returns (published, failed). The pass goes to the bus
+        in one ``send_in_order`` (no waiting for one acknowledgement before the next send); per
+        world, the events marked published are those before its first unsent one."""
         async with self._store.claim_outbox(self._batch_size) as batch:
-            by_world: dict[str, list[OutboxEvent]] = defaultdict(list)
-            for event in batch.events:
-                by_world[event.world_id].append(event)
-            outcomes = await asyncio.gather(*(self._publish_world(events) for events in by_world.values()))
-            published = [event_id for sent, _ in outcomes for event_id in sent]
-            failures = [failure for _, failure in outcomes if failure is not None]
+            records = [self._record(event) for event in batch.events]
+            try:
+                results = await self._publisher.send_in_order(self._topic, records) if records else []
+            except Exception as exc:  # e.g. the bus is unreachable: nothing of the pass was sent
+                results = [exc] * len(records)
+            published, failures = self._settle(batch.events, results)
             for event_id, error in failures:  # one connection per batch: marks go one by one
                 await batch.mark_failed(event_id, error)
-            await batch.mark_published(published)
+            await batch.mark_published([event.id for event in published])
+        now = self._clock()
+        for event in published:
+            self._metrics.relay_latency.observe((now - event.created_at).total_seconds())
         self._metrics.outbox_published.inc(len(published))
         return len(published), len(failures)
 
-    async def _publish_world(self, events: list[OutboxEvent]) -> tuple[list[int], tuple[int, str] | None]:
-        sent: list[int] = []
-        for event in events:
-            error = await self._publish(event)
-            if error is not None:
-                return sent, (event.id, error)
-            sent.append(event.id)
-        return sent, None
-
-    async def _publish(self, event: OutboxEvent) -> str | None:
-        """Send one event; the error text if the bus did not acknowledge it."""
-        record = encode_event(
+    def _record(self, event: OutboxEvent) -> KafkaRecord:
+        return encode_event(
             event_id=event.event_id,
             event_type=event.event_type,
             source=self._source,
@@ -91,14 +85,29 @@ class OutboxRelay:
             time=event.created_at,
             correlation_id=event.correlation_id,
         )
-        try:
-            await self._publisher.send(self._topic, record)
-        except Exception as exc:  # any bus failure: keep the event, retry on a later pass
-            self._metrics.outbox_publish_errors.inc()
-            log.warning("publish of outbox event %s failed: %s", event.id, exc)
-            return f"{type(exc).__name__}: {exc}"
-        self._metrics.relay_latency.observe((self._clock() - event.created_at).total_seconds())
-        return None
+
+    def _settle(
+        self, events: list[OutboxEvent], results: list[BaseException | None]
+    ) -> tuple[list[OutboxEvent], list[tuple[int, str]]]:
+        """Published: each world's events up to its first unsent one. Failed: that event, with
+        why (an event merely held back for the next pass is no failure)."""
+        published: list[OutboxEvent] = []
+        failures: list[tuple[int, str]] = []
+        stopped: set[str] = set()
+        self.held_back = False
+        for event, error in zip(events, results, strict=True):
+            if event.world_id in stopped:
+                continue
+            if error is None:
+                published.append(event)
+                continue
+            stopped.add(event.world_id)
+            self.held_back |= isinstance(error, NotSentYet)
+            if not isinstance(error, NotSentYet):
+                self._metrics.outbox_publish_errors.inc()
+                log.warning("publish of outbox event %s failed: %s", event.id, error)
+                failures.append((event.id, f"{type(error).__name__}: {error}"))
+        return published, failures
 
     async def run(self, *, until_idle: bool = False) -> None:
         """Publish forever (or until nothing is pending), sleeping when idle, backing off on errors."""
@@ -116,7 +125,7 @@ class OutboxRelay:
             failures = failures + 1 if failed else 0
             if failures:
                 await asyncio.sleep(min(0.1 * 2**failures, MAX_BACKOFF_S))
-            elif published < self._batch_size:
+            elif published < self._batch_size and not self.held_back:
                 await self._wait_for_work()
 
     async def _wait_for_work(self) -> None:
