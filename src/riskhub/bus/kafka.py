@@ -175,6 +175,10 @@ class GroupSettings:
     max_poll_interval_ms: int = 300_000
     max_batch: int = 500
     retry_pause_s: float = 0.5
+    # How long the broker may hold a fetch open while the partition is empty (aiokafka: 500 ms).
+    # It bounds the delay from "event on the topic" to "worker sees it" for brokers that do not
+    # answer a waiting fetch as soon as data arrives (Tansu); 50 ms costs ~20 idle fetches/s.
+    fetch_max_wait_ms: int = 50
 
 
 class KafkaWorker:
@@ -208,6 +212,7 @@ class KafkaWorker:
             session_timeout_ms=self._group.session_timeout_ms,
             heartbeat_interval_ms=self._group.heartbeat_interval_ms,
             max_poll_interval_ms=self._group.max_poll_interval_ms,
+            fetch_max_wait_ms=self._group.fetch_max_wait_ms,
         )
         kafka.subscribe([self._topic], listener=_CommitOnRevoke(self))
         self._kafka = kafka
