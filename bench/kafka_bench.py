@@ -326,7 +326,7 @@ class TimedConsumer:
         self.last: float | None = None
         self.sample: ReceivedRecord | None = None
 
-    async def handle_batch(self, records: Sequence[ReceivedRecord]) -> int:
+    async def handle_batch(self, records: Sequence[ReceivedRecord]) -> list[bool]:
         """Delegate, timing."""
         if self.first is None:
             self.first = time.perf_counter()

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from riskhub.blobs import BlobStore, FileBlobStore, RedisBlobStore, S3BlobStore
@@ -52,7 +53,9 @@ class Components:
         if background and self.settings.run_relay:
             await self.store.listen(self.relay.notify)
         if self.memory_bus is not None and self.settings.run_consumer:
-            self.memory_bus.subscribe(self.settings.controlbus_topic, self.consumer.handle_batch)
+            self.memory_bus.subscribe(
+                self.settings.controlbus_topic, partial(self.consumer.handle_batch, per_key=True)
+            )
         if background and self.settings.run_relay:
             self.tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
 

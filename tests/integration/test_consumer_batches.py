@@ -6,7 +6,9 @@ outcome transaction leaves the whole batch unhandled and uncounted."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -58,10 +60,10 @@ async def test_duplicates_within_one_batch_run_the_workers_once(make_hub: Callab
     async with make_hub(**NO_CONSUMER) as hub:
         first, second = await published_records(hub, 2)
         batch = [first, second, first, second, first]
-        assert await hub.parts.consumer.handle_batch(batch) == 5
+        assert await hub.parts.consumer.handle_batch(batch) == [True] * 5
         assert flaky_workers.CALLS == ["v0", "v1"]
         assert (processed(hub), deduped(hub)) == (2, 3)
-        assert await hub.parts.consumer.handle_batch([second]) == 1  # a later batch: the store says
+        assert await hub.parts.consumer.handle_batch([second]) == [True]  # a later batch: the store says
         assert (processed(hub), deduped(hub)) == (2, 4)
 
 
@@ -71,7 +73,7 @@ async def test_a_record_that_cannot_be_handled_stops_the_batch_after_the_prefix(
     async with make_hub(**{**NO_CONSUMER, "dlq_topic": None}) as hub:  # no DLQ: v1 is not handled
         records = await published_records(hub, 3)
         flaky_workers.FAILING_VERSIONS.add("v1")
-        assert await hub.parts.consumer.handle_batch(records) == 1
+        assert await hub.parts.consumer.handle_batch(records) == [True, False, False]
         assert flaky_workers.CALLS == ["v0", "v1", "v1", "v1"]  # v2 not run: order holds
         assert processed(hub) == 1
         keys = [await key_of(hub, version) for version in ("v0", "v1", "v2")]
@@ -92,5 +94,37 @@ async def test_a_failed_outcome_transaction_leaves_the_batch_unhandled(make_hub:
             await hub.parts.consumer.handle_batch(records)
         assert (processed(hub), deduped(hub)) == (0, 0)  # nothing counted for an unrecorded batch
         store.record_outcomes = real  # type: ignore[method-assign]
-        assert await hub.parts.consumer.handle_batch(records) == 2  # redelivered: handled once
+        assert await hub.parts.consumer.handle_batch(records) == [True, True]  # redelivered: once
         assert (processed(hub), deduped(hub)) == (2, 0)
+
+
+async def test_in_process_a_stuck_world_does_not_hold_the_others(make_hub: Callable[..., Any]) -> None:
+    """No DLQ: w1's v0 keeps failing. The relay pass still delivers w2, and w1's later v1 waits
+    behind v0 (order), also across passes."""
+    async with make_hub(dlq_topic=None, workers=["flaky_workers:FLAKY"]) as hub:
+        flaky_workers.FAILING_VERSIONS.add("v0")
+        for world, version in (("w1", "v0"), ("w2", "v0b"), ("w1", "v1")):
+            response = await hub.post(world, sample_snapshot(version=version, ttl_sec=600))
+            assert response.status_code == 201, response.text
+        assert await hub.parts.relay.publish_pending() == (1, 1)  # w2 published, w1 failed
+        assert await hub.parts.relay.publish_pending() == (0, 1)  # w1 still stuck, v1 behind v0
+        assert flaky_workers.CALLS.count("v1") == 0
+        assert hub.metric("risk_hub_snapshot_processed_total", world_id="w2", stage="paper") == 1
+        assert (await hub.parts.store.outbox_backlog()).pending == 2
+
+
+async def test_odd_event_data_neither_crashes_nor_stops_the_batch(make_hub: Callable[..., Any]) -> None:
+    """Data no producer of ours sends: an expiry beyond year 9999 (OverflowError) and a
+    provenance that is not an object (AttributeError) used to abort the whole batch."""
+    async with make_hub(**NO_CONSUMER) as hub:
+        (good,) = await published_records(hub, 1)
+        envelope = json.loads(good.value or b"")
+        data = envelope["data"]
+        odd = [
+            {**envelope, "id": "p1", "data": {**data, "ttl_sec": 10**15, "idempotency_key": "far"}},
+            {**envelope, "id": "p2", "data": {**data, "provenance": "x", "idempotency_key": None}},
+        ]
+        batch = [replace(good, value=json.dumps(e).encode(), offset=i + 10) for i, e in enumerate(odd)]
+        assert await hub.parts.consumer.handle_batch([*batch, good]) == [True, True, True]
+        assert flaky_workers.CALLS == ["v0", "v0", "v0"]  # each ran once, under its own key
+        assert processed(hub) == 2  # p1 and the good one (w1/paper); p2 has no stage label

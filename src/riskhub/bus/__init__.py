@@ -25,8 +25,8 @@ class ReceivedRecord:
     headers: list[tuple[str, bytes]]
 
 
-# Handles records in order; returns how many of them (a prefix) were fully handled.
-BatchHandler = Callable[[Sequence[ReceivedRecord]], Awaitable[int]]
+# Handles records in order; returns per record whether it was fully handled.
+BatchHandler = Callable[[Sequence[ReceivedRecord]], Awaitable[list[bool]]]
 
 
 class NotSentYet(Exception):

@@ -107,22 +107,33 @@ class SnapshotConsumer:
         self.clock = clock
         self.sleep = sleep  # injectable: tests record the backoff
 
-    async def handle_batch(self, records: Sequence[ReceivedRecord]) -> int:
-        """Handle records in order; return how many of them (a prefix) are fully handled, i.e.
-        may be committed. One dedupe query and one outcome transaction serve the whole batch;
-        its counters move only once that transaction committed. If it fails, the exception
-        propagates and none of the batch counts as handled (redelivery is deduplicated)."""
+    async def handle_batch(self, records: Sequence[ReceivedRecord], *, per_key: bool = False) -> list[bool]:
+        """Handle records in order; return per record whether it is fully handled. A record that
+        cannot be handled (DLQ off or its send failed, or a bug on its data) stops the rest of the
+        batch: on Kafka only a prefix can be committed. With ``per_key`` (the in-process bus, no
+        offsets) it stops only the later records of its key (world), so one stuck world does not
+        hold the others. One dedupe query and one outcome transaction serve the whole batch; the
+        processed / dedupe / expired counters move only once that transaction committed. If it
+        fails, the exception propagates and nothing of the batch is handled (redelivery dedupes)."""
         items = [self._decode(record) for record in records]
         keys = [item.key for item in items if item.key is not None]
         batch = _BatchState(await self._store.processed_outcomes(keys) if keys else {})
-        handled = 0
+        handled: list[bool] = []
+        stopped: set[bytes | None] = set()
         for item in items:
+            if item.record.key in stopped or (stopped and not per_key):
+                handled.append(False)
+                continue
             try:
                 await self._handle_one(item, batch)
-            except NotHandled as exc:
-                log.warning("%s/%d@%d not handled: %s", *item.position, exc)
-                break
-            handled += 1
+            except Exception as exc:  # NotHandled, or a bug on this record's data: retried later
+                log.warning(
+                    "%s/%d@%d not handled: %s", *item.position, exc, exc_info=not isinstance(exc, NotHandled)
+                )
+                stopped.add(item.record.key)
+                handled.append(False)
+                continue
+            handled.append(True)
         recorded = await self._store.record_outcomes(batch.outcomes) if batch.outcomes else []
         for outcome, labels, new in zip(batch.outcomes, batch.labels, recorded, strict=True):
             if outcome.outcome == OUTCOME_PROCESSED:
@@ -139,7 +150,10 @@ class SnapshotConsumer:
             return _Item(record, exc)
         if event.type != EVENT_TYPE:
             return _Item(record, None)
-        return _Item(record, event, self._dedupe_key(event))
+        try:
+            return _Item(record, event, self._dedupe_key(event))
+        except (TypeError, ValueError, AttributeError) as exc:  # data no producer of ours sends
+            return _Item(record, UndecodableEvent(f"unusable event data: {type(exc).__name__}: {exc}"))
 
     async def _handle_one(self, item: _Item, batch: _BatchState) -> None:
         if isinstance(item.event, UndecodableEvent):
@@ -230,7 +244,7 @@ class SnapshotConsumer:
             return False
         try:
             expires_at = parse_timestamp(created_at, "created_at") + timedelta(seconds=ttl)
-        except ContractError:
+        except (ContractError, OverflowError):  # no valid expiry (or beyond year 9999): keep it
             return False
         return self.clock() >= expires_at
 
@@ -240,7 +254,9 @@ class SnapshotConsumer:
         key = data.get("idempotency_key")
         if isinstance(key, str) and key:
             return key
-        provenance = data.get("provenance") or {}
+        provenance = data.get("provenance")
+        if not isinstance(provenance, dict):
+            provenance = {}
         return dedupe_key(
             str(data.get("world_id", "")),
             str(data.get("version", "")),

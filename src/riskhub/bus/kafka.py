@@ -249,10 +249,11 @@ class KafkaWorker:
         """Handle records in order; return the offset to commit (next to read), if any moved.
         What was not handled is sought back to and retried on a later fetch."""
         try:
-            handled = await self._handler.handle_batch([_received(record) for record in records])
+            flags = await self._handler.handle_batch([_received(record) for record in records])
         except Exception as exc:  # e.g. the store is down: nothing of the batch is handled
             log.warning("batch %s/%d@%d not handled: %s", tp.topic, tp.partition, records[0].offset, exc)
-            handled = 0
+            flags = [False] * len(records)
+        handled = flags.index(False) if False in flags else len(flags)  # the committable prefix
         self.handled += handled
         if handled < len(records):
             kafka.seek(tp, records[handled].offset)

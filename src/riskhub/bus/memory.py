@@ -39,14 +39,14 @@ class MemoryBus:
             raise result
 
     async def send_in_order(self, topic: str, records: Sequence[KafkaRecord]) -> list[BaseException | None]:
-        """Deliver as one batch; a subscriber handles a prefix of it, the rest is not delivered."""
+        """Deliver as one batch; per record None if every subscriber handled it."""
         received = [self._received(topic, record) for record in records]
-        handled = len(received)
+        handled = [True] * len(received)
         for handler in self._subscribers[topic]:
-            handled = min(handled, await handler(received))
+            handled = [a and b for a, b in zip(handled, await handler(received), strict=True)]
         return [
-            None if i < handled else NotDelivered(f"{topic}@{record.offset} not handled")
-            for i, record in enumerate(received)
+            None if ok else NotDelivered(f"{topic}@{record.offset} not handled")
+            for ok, record in zip(handled, received, strict=True)
         ]
 
     def _received(self, topic: str, record: KafkaRecord) -> ReceivedRecord:

@@ -106,18 +106,23 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     (
         # Payloads and worker rows as the exact bytes the hub wrote: jsonb refused valid JSON
         # (a string holding \u0000 was a 503) and parsed 14 KB per insert, rendered it per read.
-        # Payloads uncompressed (EXTERNAL): pglz per insert and per relay read cost more than
-        # the disk it saves (relay/raw 0.46 -> 0.57, make bench --config kafka --only relay).
+        # NOT compatible with processes of the previous version (they read payload::text): stop
+        # them all before the first new process starts (docs/runbook.md, "Upgrades").
         2,
         [
             "ALTER TABLE risk_snapshots ALTER COLUMN payload TYPE bytea"
             " USING convert_to(payload::text, 'UTF8')",
             "ALTER TABLE risk_worker_results ALTER COLUMN result TYPE text USING result::text",
-            "ALTER TABLE risk_snapshots ALTER COLUMN payload SET STORAGE EXTERNAL",
             "DROP FUNCTION risk_insert_snapshot(integer, text, text, text, text, text, timestamptz,"
             " timestamptz, timestamptz, text, text, jsonb, text, text, text, text)",
             _insert_snapshot_function("bytea"),
         ],
+    ),
+    (
+        # Payloads uncompressed: pglz per insert and per relay read cost more than the disk it
+        # saves (relay/raw 0.46 -> 0.57, make bench BENCH_ARGS="--config kafka --only relay").
+        3,
+        ["ALTER TABLE risk_snapshots ALTER COLUMN payload SET STORAGE EXTERNAL"],
     ),
 ]
 

@@ -313,7 +313,7 @@ class SqliteStore:
             lambda conn: conn.execute(
                 "SELECT dedupe_key, outcome FROM risk_processed WHERE dedupe_key IN"
                 " (SELECT value FROM json_each(?))",
-                [orjson.dumps(list(keys))],
+                [orjson.dumps(list(keys)).decode()],  # text: SQLite 3.45 reads a BLOB as JSONB
             ).fetchall()
         )
         return {str(key): str(outcome) for key, outcome in rows}
