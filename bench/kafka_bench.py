@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from common import BenchError, free_port, log_tail, percentile
 from http_bench import COMMIT_TO_PUBLISH_P50_GOAL_MS, COMMIT_TO_PUBLISH_P99_GOAL_MS
 from load import LoadOptions, hub_post, run_wrk_count
@@ -49,7 +49,7 @@ from riskhub.bootstrap import build_components, build_kafka_worker, build_store
 from riskhub.bus import ReceivedRecord
 from riskhub.bus.codec import KafkaRecord, SerializedJson, encode_event
 from riskhub.bus.consumer import SnapshotConsumer
-from riskhub.bus.kafka import PRODUCER_MAX_BATCH_BYTES, GroupSettings
+from riskhub.bus.kafka import PRODUCER_MAX_BATCH_BYTES, GroupSettings, read_topic
 from riskhub.config import Settings
 from riskhub.store import OutboxEvent
 from riskhub.workers import load_workers
@@ -211,29 +211,8 @@ RecordKey = tuple[bytes | None, bytes, tuple[tuple[str, bytes], ...]]
 
 async def topic_records(brokers: str, topic: str) -> list[RecordKey]:
     """Key, value and headers of every record of a topic (read without a consumer group)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=brokers, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning()
-        starts, ends = await consumer.beginning_offsets(partitions), await consumer.end_offsets(partitions)
-        expected = sum(ends[tp] - starts[tp] for tp in partitions)
-        found: list[RecordKey] = []
-        started = time.monotonic()
-        # Tansu may count record batches, not records, in end offsets: read on past the reported
-        # end until a fetch comes back empty.
-        while True:
-            if time.monotonic() - started > PHASE_TIMEOUT_S:
-                raise BenchError(f"could not read {topic} back")
-            batches = await consumer.getmany(timeout_ms=500, max_records=MAX_BATCH)
-            if not batches and len(found) >= expected:
-                break
-            for batch in batches.values():
-                found += [(r.key, r.value, tuple(r.headers)) for r in batch]
-    finally:
-        await consumer.stop()
-    return found
+    records = await asyncio.wait_for(read_topic(brokers, topic), PHASE_TIMEOUT_S)
+    return [(r.key, r.value, tuple(r.headers)) for r in records]
 
 
 def differing_records(brokers: str, topic: str, records: Sequence[KafkaRecord]) -> int:

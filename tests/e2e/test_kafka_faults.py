@@ -27,8 +27,9 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import murmur2
+
+from riskhub.bus.kafka import read_topic
 
 from conftest import SAMPLE, TOKEN, Production, ServerProcess
 from services import KafkaService, create_topic, free_port, log_tail
@@ -281,27 +282,9 @@ def expected_counts(n: int) -> dict[str, int]:
 
 
 async def topic_event_ids(bootstrap: str, topic: str) -> list[str]:
-    """CloudEvent ids of every record on the topic (no group: beginning to the end offsets)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        end = await consumer.end_offsets(partitions)
-        ids: list[str] = []
-        async with asyncio.timeout(20):
-            for tp in partitions:
-                # Past the reported end too, until a fetch is empty: Tansu reports the end of a
-                # partition in record batches, not records (1 after a 5-record batch).
-                while True:
-                    records = (await consumer.getmany(tp, timeout_ms=500)).get(tp, [])
-                    ids += [json.loads(r.value)["id"] for r in records]
-                    if not records and await consumer.position(tp) >= end[tp]:
-                        break
-        return ids
-    finally:
-        await consumer.stop()
+    """CloudEvent ids of every record on the topic."""
+    records = await asyncio.wait_for(read_topic(bootstrap, topic), 20)
+    return [json.loads(r.value)["id"] for r in records]
 
 
 def partition_of(world: str) -> int:

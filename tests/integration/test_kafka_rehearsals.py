@@ -13,7 +13,6 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from cloudevents.core.bindings.kafka import KafkaMessage, from_structured
 from cloudevents.core.formats.json import JSONFormat
 
@@ -21,6 +20,7 @@ import flaky_workers
 from riskhub.backfill import reemit_event
 from riskhub.bootstrap import build_kafka_worker
 from riskhub.bus.dlq import read_dlq, replay
+from riskhub.bus.kafka import read_topic
 from riskhub.hub import event_id_for
 
 from conftest import FakeClock, HubClient, sample_snapshot
@@ -167,7 +167,7 @@ async def test_events_on_the_topic_parse_with_the_cloudevents_kafka_binding(
         await post_and_publish(
             hub, "w7", sample_snapshot(ttl_sec=600), headers={"x-correlation-id": "corr-1"}
         )
-        [record] = await read_topic(kafka, topic)
+        [record] = await read_topic(kafka.bootstrap, topic)
         assert dict(record.headers)["content-type"] == b"application/cloudevents+json"
         assert record.key == b"w7"
         message = KafkaMessage(headers=dict(record.headers), key=record.key, value=record.value)
@@ -184,26 +184,6 @@ async def test_events_on_the_topic_parse_with_the_cloudevents_kafka_binding(
         assert data["world_id"] == "w7" and data["event_version"] == 1
         assert data["idempotency_key"] == f"w7|v1|{data['hash']}|gateway|paper"
         assert attributes["id"] == event_id_for(data["idempotency_key"])  # stable across re-sends
-
-
-async def read_topic(kafka: KafkaService, topic: str) -> list[Any]:
-    """Every record of a topic, from the beginning to the current end."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [
-            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or {0, 1, 2})
-        ]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        end = await consumer.end_offsets(partitions)
-        records: list[Any] = []
-        while sum(end.values()) > len(records):
-            for batch in (await consumer.getmany(timeout_ms=500)).values():
-                records.extend(batch)
-        return records
-    finally:
-        await consumer.stop()
 
 
 async def run_cli(hub: HubClient, *args: str) -> tuple[int, str]:

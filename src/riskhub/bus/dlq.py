@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
 
 from riskhub.bus import Publisher
 from riskhub.bus.codec import DLQ_EVENT_TYPE, KafkaRecord, UndecodableEvent, decode_record
+from riskhub.bus.kafka import read_topic
 
 CONTENT_TYPE_HEADER = "content-type"
 
@@ -52,44 +50,9 @@ class DlqEntry:
 
 async def read_dlq(brokers: str, dlq_topic: str) -> list[DlqEntry]:
     """Every DLQ event currently on the topic, oldest first per partition (no consumer group)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=brokers, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = await _partitions(consumer, dlq_topic)
-        if not partitions:
-            return []
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        end = await consumer.end_offsets(partitions)
-        entries: list[DlqEntry] = []
-        # Read to the reported end, then on until a fetch comes back empty: the Tansu broker
-        # reports the end of a partition in batches, not records (seen: 1 after a 5-record batch).
-        while True:
-            batches = await consumer.getmany(timeout_ms=1000 if await _behind(consumer, end) else 300)
-            if not batches and not await _behind(consumer, end):
-                return entries
-            for records in batches.values():
-                entries.extend(
-                    entry
-                    for entry in (_entry(r.value, list(r.headers or ()), r.key) for r in records)
-                    if entry
-                )
-    finally:
-        await consumer.stop()
-
-
-async def _behind(consumer: AIOKafkaConsumer, end: dict[TopicPartition, int]) -> bool:
-    for tp, end_offset in end.items():
-        if await consumer.position(tp) < end_offset:
-            return True
-    return False
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    with contextlib.suppress(KafkaError):
-        if topic not in await consumer.topics():
-            return []
-    return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+    records = await read_topic(brokers, dlq_topic)
+    entries = (_entry(r.value, list(r.headers or ()), r.key) for r in records)
+    return [entry for entry in entries if entry]
 
 
 def _entry(value: bytes | None, headers: list[tuple[str, bytes]], key: bytes | None) -> DlqEntry | None:

@@ -165,6 +165,45 @@ def _append(batch: BatchBuilder, record: KafkaRecord) -> bool:
     return appended is not None
 
 
+async def read_topic(brokers: str, topic: str) -> list[ConsumerRecord]:
+    """Every record on ``topic`` now, in order per partition, read without a consumer group
+    (none if the topic does not exist). Reads to the end offsets the broker reports and on until
+    a fetch comes back empty: Tansu reports a partition's end in record batches, not records
+    (seen: 1 after a 5-record batch)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=brokers, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = await _partitions(consumer, topic)
+        if not partitions:
+            return []
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        end = await consumer.end_offsets(partitions)
+        records: list[ConsumerRecord] = []
+        while True:
+            batches = await consumer.getmany(timeout_ms=1000 if await _behind(consumer, end) else 300)
+            if not batches and not await _behind(consumer, end):
+                return records
+            for batch in batches.values():
+                records.extend(batch)
+    finally:
+        await consumer.stop()
+
+
+async def _behind(consumer: AIOKafkaConsumer, end: dict[TopicPartition, int]) -> bool:
+    for tp, end_offset in end.items():
+        if await consumer.position(tp) < end_offset:
+            return True
+    return False
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    with contextlib.suppress(KafkaError):
+        if topic not in await consumer.topics():
+            return []
+    return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+
+
 @dataclass(frozen=True, slots=True)
 class GroupSettings:
     """Consumer-group settings (lower timeouts join faster in tests)."""
