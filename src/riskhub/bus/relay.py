@@ -66,6 +66,7 @@ class OutboxRelay:
             except Exception as exc:  # e.g. the bus is unreachable: nothing of the pass was sent
                 results = [exc] * len(records)
             published, failures = self._settle(batch.events, results)
+            self.held_back = any(isinstance(result, NotSentYet) for result in results)
             for event_id, error in failures:  # one connection per batch: marks go one by one
                 await batch.mark_failed(event_id, error)
             await batch.mark_published([event.id for event in published])
@@ -94,7 +95,6 @@ class OutboxRelay:
         published: list[OutboxEvent] = []
         failures: list[tuple[int, str]] = []
         stopped: set[str] = set()
-        self.held_back = False
         for event, error in zip(events, results, strict=True):
             if event.world_id in stopped:
                 continue
@@ -102,7 +102,6 @@ class OutboxRelay:
                 published.append(event)
                 continue
             stopped.add(event.world_id)
-            self.held_back |= isinstance(error, NotSentYet)
             if not isinstance(error, NotSentYet):
                 self._metrics.outbox_publish_errors.inc()
                 log.warning("publish of outbox event %s failed: %s", event.id, error)
