@@ -135,6 +135,15 @@ def _reject_non_finite(doc: Any) -> None:
             raise NonFiniteNumber(where, value)
 
 
+def merge_objects(first: bytes, second: bytes) -> bytes:
+    """Two serialized JSON objects with distinct keys as one, without parsing either (the
+    members of ``first``, then those of ``second``)."""
+    head, tail = first.rstrip()[:-1].rstrip(), second.lstrip()[1:].lstrip()
+    if head == b"{" or tail == b"}":
+        return head + tail
+    return head + b"," + tail
+
+
 def dumps_compact(obj: Any) -> bytes:
     """Compact JSON bytes (key order kept); ``json.dumps`` for what orjson cannot write
     (integers beyond 64 bits, lone surrogates, nesting deeper than 255)."""

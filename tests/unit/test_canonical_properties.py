@@ -14,7 +14,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from riskhub.canonical import canonical_json
+from riskhub.canonical import canonical_json, merge_objects
 from riskhub.contract import digest, normalize_snapshot, snapshot_hash
 
 from conftest import sample_snapshot
@@ -62,6 +62,19 @@ def reference(value: Any) -> bytes:
 @example({"é": "\x7f", "a": {"b": [None, True, False, 0, -0.0, 1e308, 2.2250738585072014e-308]}})
 def test_canonical_json_is_exactly_json_dumps(value: Any) -> None:
     assert canonical_json(value) == reference(value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(text, json_values, max_size=5), st.dictionaries(text, json_values, max_size=5))
+@example({}, {})
+@example({"a": 1}, {})
+@example({}, {"b": [2]})
+def test_merging_serialized_objects_equals_merging_the_objects(first: Any, second: Any) -> None:
+    second = {f"2{key}": value for key, value in second.items()}  # distinct keys, as the hub's are
+    spaced = json.dumps(first, indent=1).encode()  # whitespace around the braces is allowed
+    merged = merge_objects(spaced, canonical_json(second))
+    assert json.loads(merged) == {**first, **second}
+    assert list(json.loads(merged)) == [*first, *sorted(second)]  # canonical JSON sorts keys
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from riskhub.canonical import loads_exact
+from riskhub.canonical import loads_exact, merge_objects
 from riskhub.errors import VersionConflict
 
 OUTCOME_PROCESSED = "processed"
@@ -82,7 +82,7 @@ class NewOutboxEvent:
 
 def event_data(payload: bytes, extra: bytes) -> bytes:
     """The CloudEvent data: the stored snapshot's JSON object with the event fields added."""
-    return payload.rstrip()[:-1] + b"," + extra.lstrip()[1:]
+    return merge_objects(payload, extra)
 
 
 @dataclass(frozen=True, slots=True)
