@@ -33,6 +33,7 @@ class Config:
     description: str
     services: ServiceStarter
     benchmarks: tuple[str, ...]
+    relays: bool = True  # False: relay and consumer off, so nothing drains the outbox
 
 
 def report_pinning(name: str, pids: list[int]) -> None:
@@ -89,6 +90,16 @@ def embedded_services(stack: ExitStack, workdir: Path, options: ServiceOptions) 
     return {}
 
 
+def embedded_api_services(stack: ExitStack, workdir: Path, options: ServiceOptions) -> dict[str, str]:
+    """Embedded, API only: the server neither relays nor consumes (as an API replica that leaves
+    them to ``riskhub relay`` / ``riskhub worker``); its events stay in the outbox."""
+    return {
+        **embedded_services(stack, workdir, options),
+        "RISKHUB_RUN_RELAY": "false",
+        "RISKHUB_RUN_CONSUMER": "false",
+    }
+
+
 def pg_redis_services(stack: ExitStack, workdir: Path, options: ServiceOptions) -> dict[str, str]:
     """PostgreSQL + Redis; relay and consumer stay in-process (in-process bus)."""
     return {
@@ -113,6 +124,13 @@ CONFIGS: Mapping[str, Config] = {
         "SQLite + in-process cache, relay and consumer",
         embedded_services,
         ("post", "get", "memory"),
+    ),
+    "embedded-api": Config(
+        "embedded-api",
+        "SQLite, API only: relay and consumer off (their work left to other processes)",
+        embedded_api_services,
+        ("post",),
+        relays=False,
     ),
     "pg-redis": Config(
         "pg-redis",

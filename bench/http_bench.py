@@ -40,6 +40,7 @@ class RunOptions:
     duration_s: int
     warmup_s: int
     drain_timeout_s: float
+    relays: bool = True  # False: the server leaves its events in the outbox, nothing to drain
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,10 @@ class Rounds:
 
 def measure(rounds: Rounds, server: Server, load: LoadOptions, run: RunOptions, *, post: bool) -> str:
     """Drain the outbox, run wrk once; after hub POSTs, time the drain of what the run deferred."""
+    if not run.relays:
+        result = run_wrk(rounds.endpoint, server, load, run.duration_s)
+        rounds.results.append(result)
+        return f"{rounds.label} {result.rps:.0f} rps (p50 {result.latency_ms['p50']:.1f} ms) [no relay]"
     drain = wait_drained(server, run.drain_timeout_s)
     rounds.drains.append(drain)
     result = run_wrk(rounds.endpoint, server, load, run.duration_s)

@@ -33,7 +33,7 @@ from report import Line, table
 from server import ServerSpec, default_server_argv, running_server
 
 BENCHMARKS = ("post", "get", "memory", "latency", "relay", "worker", "e2e")
-ALL_CONFIGS = ("embedded", "pg-redis", "kafka")
+ALL_CONFIGS = ("embedded", "embedded-api", "pg-redis", "kafka")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -96,7 +96,7 @@ def run_http(
 ) -> list[Line]:
     """POST/GET ratios and commit->publish latency on one server; memory on a fresh one."""
     workdir = load.workdir
-    run = RunOptions(args.rounds, args.duration, args.warmup, args.drain_timeout)
+    run = RunOptions(args.rounds, args.duration, args.warmup, args.drain_timeout, config.relays)
     selected = [b for b in config.benchmarks if b in args.only]
     lines: list[Line] = []
     if {"post", "get", "latency"} & set(selected):
