@@ -7,32 +7,31 @@ Every rejection names the field (``ContractError.field``) and says what was expe
 from __future__ import annotations
 
 import hashlib
-import math
 import re
-import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
-from itertools import chain
 from typing import Any
 
 import blake3
 
 from riskhub.canonical import NonFiniteNumber, canonical_json, loads_exact
+from riskhub.contract_numbers import (
+    check_covariance,
+    check_stress,
+    check_weights,
+    describe,
+    normalize_realized_returns,
+)
 from riskhub.errors import ContractError, Forbidden, MalformedRequest
 
 DEFAULT_TTL_S = 900
 MAX_TTL_S = 86_400
-MAX_SERIES_POINTS = 200_000
-MAX_TOTAL_POINTS = 1_000_000
-WEIGHT_SUM_TOLERANCE = 1e-3
 DEFAULT_STAGES = frozenset({"backtest", "paper", "live"})
 HASH_ALGORITHMS = ("sha256", "blake3")
 OFFLOADABLE_PARTS = ("covariance", "realized_returns", "stress")
 # Set by the hub, never hashed, ignored when a producer sends them.
 SERVER_FIELDS = frozenset({"created_at", "expired", "hub_offloaded", "event_version", "idempotency_key"})
-COVARIANCE_SEPARATOR = ","
 
 _WORLD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 _HASH = re.compile("(" + "|".join(HASH_ALGORITHMS) + "):([0-9a-f]{64})")
@@ -148,11 +147,11 @@ def normalize_snapshot(
     _check_body_world(body, world_id)
     as_of = _check_as_of(body)
     version = _check_version(body)
-    _check_weights(body)
+    check_weights(body)
     ttl_s = _check_ttl(body, rules)
-    _check_covariance(body)
-    _normalize_realized_returns(body)
-    _check_stress(body)
+    check_covariance(body)
+    normalize_realized_returns(body)
+    check_stress(body)
     _check_constraints(body)
     _check_refs(body)
     snap_actor, snap_stage = _normalize_provenance(body, actor, stage, rules)
@@ -185,7 +184,7 @@ def parse_timestamp(value: str, field_name: str) -> datetime:
         ) from None
 
 
-# --- the rules, one function each -------------------------------------------------------------
+# --- the rules, one function each (those on numbers: contract_numbers.py) ---------------------
 
 
 def _check_body_world(body: dict[str, Any], world_id: str) -> None:
@@ -218,234 +217,13 @@ def _check_version(body: dict[str, Any]) -> str:
     return value
 
 
-_NUMBER_TYPES = frozenset({int, float})
-_FLOAT_MAX = sys.float_info.max
-
-
-def _is_number(value: Any) -> bool:
-    """A JSON number a float can hold: finite float, or an integer within float range."""
-    kind = type(value)
-    if kind is float:
-        return math.isfinite(value)
-    return kind is int and -_FLOAT_MAX <= value <= _FLOAT_MAX
-
-
-def _are_finite_floats(values: list[Any]) -> bool:
-    """True if every value is a float and finite, at C speed: the common case. A sum of floats
-    is finite only if every term is, but a sum of finite floats can overflow: False may be
-    wrong, so it only ever chooses the slower exact check, never a rejection."""
-    return list(map(type, values)).count(float) == len(values) and math.isfinite(sum(values))
-
-
-def _all_numbers(values: Iterable[Any]) -> bool:
-    """``_is_number`` for every value, at C speed for the common case."""
-    values = list(values)
-    if _are_finite_floats(values):
-        return True
-    try:
-        return set(map(type, values)) <= _NUMBER_TYPES and all(map(math.isfinite, values))
-    except OverflowError:  # an integer beyond float range
-        return False
-
-
-def _require_number(value: Any, where: str) -> None:
-    if not _is_number(value):
-        raise ContractError(f"{where}: must be a finite number, got {_describe(value)}", field=where)
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, float):
-        return repr(value)
-    names: dict[type, str] = {str: "a string", list: "an array", dict: "an object"}
-    return names.get(type(value), repr(value))
-
-
-def _check_weights(body: dict[str, Any]) -> None:
-    weights = body.get("weights")
-    if weights is None:
-        raise ContractError("weights: required", field="weights")
-    if not isinstance(weights, dict) or not weights:
-        raise ContractError("weights: must be a non-empty object of id -> number", field="weights")
-    if not (all(weights) and _are_finite_floats(list(weights.values()))):
-        _name_bad_weight(weights)
-    total = math.fsum(weights.values())
-    if total <= 0:
-        raise ContractError(f"weights: sum must be > 0, got {total!r}", field="weights")
-    if abs(total - 1.0) > WEIGHT_SUM_TOLERANCE:
-        raise ContractError(
-            f"weights: must sum to 1 within {WEIGHT_SUM_TOLERANCE}, got {total!r}", field="weights"
-        )
-
-
-def _name_bad_weight(weights: dict[str, Any]) -> None:
-    for key, value in weights.items():
-        if not key:
-            raise ContractError("weights: ids must be non-empty strings", field="weights")
-        _require_number(value, f"weights.{key}")
-
-
 def _check_ttl(body: dict[str, Any], rules: ContractRules) -> int:
     ttl = body.setdefault("ttl_sec", rules.default_ttl_s)
     if type(ttl) is not int:
-        raise ContractError(f"ttl_sec: must be an integer, got {_describe(ttl)}", field="ttl_sec")
+        raise ContractError(f"ttl_sec: must be an integer, got {describe(ttl)}", field="ttl_sec")
     if not 0 < ttl <= rules.max_ttl_s:
         raise ContractError(f"ttl_sec: must be > 0 and <= {rules.max_ttl_s}, got {ttl}", field="ttl_sec")
     return ttl
-
-
-def _check_covariance(body: dict[str, Any]) -> None:
-    cov = body.get("covariance")
-    if cov is None:
-        return
-    if not isinstance(cov, dict):
-        raise ContractError(
-            'covariance: must be {"a,b": number} or {"ids": [...], "matrix": [[...]]}',
-            field="covariance",
-        )
-    weights = body["weights"]
-    if "ids" in cov or "matrix" in cov:
-        _check_dense_covariance(cov, weights)
-    else:
-        _check_keyed_covariance(cov, weights)
-
-
-def _check_keyed_covariance(cov: dict[str, Any], weights: dict[str, Any]) -> None:
-    shape = _keyed_covariance_shape(frozenset(cov), frozenset(weights))
-    if shape is None or not _all_numbers(cov.values()):
-        _name_bad_covariance_entry(cov, weights)
-        return
-    for low_high, high_low in shape:  # pairs given both ways must agree
-        forward, backward = cov[low_high], cov[high_low]
-        if not math.isclose(forward, backward):
-            where = f"covariance.{low_high}"  # named in sorted order, whichever came first
-            raise ContractError(
-                f"{where}: differs from its symmetric pair ({forward!r} vs {backward!r})", field=where
-            )
-
-
-@lru_cache(maxsize=256)
-def _keyed_covariance_shape(keys: frozenset[str], ids: frozenset[str]) -> tuple[tuple[str, str], ...] | None:
-    """None if a key is not two ids of ``ids``; else the keys given both ways, as
-    ("low,high", "high,low") pairs. Cached: producers send the same universe again and again,
-    and splitting every key was the largest single cost of a write (measured)."""
-    pairs = [key.split(COVARIANCE_SEPARATOR) for key in keys]
-    if {*map(len, pairs)} != {2} or not set(chain.from_iterable(pairs)) <= ids:
-        return None
-    return tuple(
-        (f"{a},{b}", f"{b},{a}") for a, b in sorted(map(tuple, pairs)) if a < b and f"{b},{a}" in keys
-    )
-
-
-def _name_bad_covariance_entry(cov: dict[str, Any], weights: dict[str, Any]) -> None:
-    for key, value in cov.items():
-        where = f"covariance.{key}"
-        pair = key.split(COVARIANCE_SEPARATOR)
-        if len(pair) != 2:
-            raise ContractError(
-                f"{where}: key must be two ids joined by {COVARIANCE_SEPARATOR!r} (an id may not contain it)",
-                field=where,
-            )
-        for asset in pair:
-            if asset not in weights:
-                raise ContractError(f"{where}: id {asset!r} is not in weights", field=where)
-        _require_number(value, where)
-
-
-def _check_dense_covariance(cov: dict[str, Any], weights: dict[str, Any]) -> None:
-    if set(cov) != {"ids", "matrix"}:
-        raise ContractError('covariance: dense form has exactly "ids" and "matrix"', field="covariance")
-    ids, matrix = cov["ids"], cov["matrix"]
-    _check_dense_ids(ids, weights)
-    size = len(ids)
-    if not isinstance(matrix, list) or len(matrix) != size:
-        raise ContractError(f"covariance.matrix: must be {size}x{size}", field="covariance.matrix")
-    for i, row in enumerate(matrix):
-        if not isinstance(row, list) or len(row) != size:
-            raise ContractError(f"covariance.matrix: must be {size}x{size}", field="covariance.matrix")
-        for j, value in enumerate(row):
-            _require_number(value, f"covariance.matrix[{i}][{j}]")
-    for i in range(size):
-        for j in range(i):
-            if not math.isclose(matrix[i][j], matrix[j][i]):
-                where = f"covariance.matrix[{i}][{j}]"
-                raise ContractError(f"{where}: matrix must be symmetric", field=where)
-
-
-def _check_dense_ids(ids: Any, weights: dict[str, Any]) -> None:
-    if not isinstance(ids, list) or not ids:
-        raise ContractError("covariance.ids: must be a non-empty list of ids", field="covariance.ids")
-    for asset in ids:
-        if not isinstance(asset, str) or asset not in weights:
-            raise ContractError(f"covariance.ids: id {asset!r} is not in weights", field="covariance.ids")
-    if len(set(ids)) != len(ids):
-        raise ContractError("covariance.ids: ids must be distinct", field="covariance.ids")
-
-
-def _normalize_realized_returns(body: dict[str, Any]) -> None:
-    returns = body.get("realized_returns")
-    if returns is None:
-        return
-    if isinstance(returns, list):
-        body["realized_returns"] = _float_series(returns, "realized_returns")
-        return
-    if not isinstance(returns, dict) or not returns:
-        raise ContractError(
-            "realized_returns: must be a series or a non-empty object of id -> series",
-            field="realized_returns",
-        )
-    if _are_float_series(list(returns.values())):
-        body["realized_returns"] = dict(returns)
-        return
-    total = sum(len(series) if isinstance(series, list) else 0 for series in returns.values())
-    if total > MAX_TOTAL_POINTS:
-        raise ContractError(
-            f"realized_returns: at most {MAX_TOTAL_POINTS} points in total, got {total}",
-            field="realized_returns",
-        )
-    body["realized_returns"] = {
-        key: _float_series(series, f"realized_returns.{key}") for key, series in returns.items()
-    }
-
-
-def _are_float_series(all_series: list[Any]) -> bool:
-    """The common case, at C speed: non-empty lists of finite floats within the point limits,
-    kept as they are. False sends the caller to the checks that name what is wrong."""
-    if set(map(type, all_series)) != {list} or not all(all_series):
-        return False
-    if max(map(len, all_series)) > MAX_SERIES_POINTS or sum(map(len, all_series)) > MAX_TOTAL_POINTS:
-        return False
-    return _are_finite_floats(list(chain.from_iterable(all_series)))
-
-
-def _float_series(series: Any, where: str) -> list[float]:
-    if not isinstance(series, list) or not series:
-        raise ContractError(f"{where}: must be a non-empty array of numbers", field=where)
-    if len(series) > MAX_SERIES_POINTS:
-        raise ContractError(
-            f"{where}: at most {MAX_SERIES_POINTS} points per series, got {len(series)}", field=where
-        )
-    if _are_finite_floats(series):
-        return series
-    if not _all_numbers(series):
-        for index, value in enumerate(series):
-            _require_number(value, f"{where}[{index}]")
-    return [float(value) for value in series]
-
-
-def _check_stress(body: dict[str, Any]) -> None:
-    stress = body.get("stress")
-    if stress is None:
-        return
-    if not isinstance(stress, dict):
-        raise ContractError("stress: must be an object of scenario -> metrics", field="stress")
-    for scenario, metrics in stress.items():
-        where = f"stress.{scenario}"
-        if not isinstance(metrics, dict):
-            raise ContractError(f"{where}: must be an object of metric -> number", field=where)
-        for name, value in metrics.items():
-            _require_number(value, f"{where}.{name}")
 
 
 def _check_constraints(body: dict[str, Any]) -> None:
