@@ -20,12 +20,10 @@ producers without an event loop.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypedDict, Unpack
 from urllib.parse import quote
@@ -40,25 +38,23 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from riskhub.canonical import dumps_compact, loads_exact
+from riskhub.canonical import dumps_compact
+from riskhub.client_answers import (
+    HubRejected,
+    HubUnavailable,
+    UnexpectedAnswer,
+    describe_transport_error,
+    json_object,
+    rejection_of,
+    retry_after_seconds,
+    status_line,
+    unavailable_text,
+)
 from riskhub.contract import (
     ContractRules,
     check_world_id,
     normalize_snapshot,
     snapshot_hash,
-)
-from riskhub.errors import (
-    ContractError,
-    Forbidden,
-    MalformedRequest,
-    PayloadTooLarge,
-    RequestRejected,
-    RiskHubError,
-    SnapshotExpired,
-    SnapshotNotFound,
-    Unauthorized,
-    Unavailable,
-    VersionConflict,
 )
 
 if TYPE_CHECKING:
@@ -82,56 +78,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_INLINE_COV_THRESHOLD = 256 * 1024  # bytes of a part's canonical JSON, as the hub's default
 HASH_ALGORITHM = "blake3"  # what existing producers send (DESIGN: RiskHubClient sends blake3)
-
-
-class HubUnavailable(Unavailable):
-    """The hub did not answer usefully (connection error, timeout, 429 or 5xx); after the retries
-    are spent, the last such failure."""
-
-    code = "hub_unavailable"
-
-    def __init__(self, message: str, *, status: int | None = None, retry_after_s: float | None = None):
-        super().__init__(message)
-        self.status = status
-        self.retry_after_s = retry_after_s
-
-
-class UnexpectedAnswer(RiskHubError):
-    """A 2xx whose body is not what the hub sends (wrong ``base_url``, a proxy's page)."""
-
-    code = "unexpected_answer"
-
-
-class HubRejected(RequestRejected):
-    """A 4xx the SDK has no named class for (e.g. 405); resending it unchanged will not help."""
-
-    code = "rejected"
-
-    def __init__(self, message: str, *, status: int, field: str | None = None):
-        super().__init__(message, field=field)
-        self.status = status
-
-
-_REJECTIONS = (
-    MalformedRequest,
-    Unauthorized,
-    Forbidden,
-    SnapshotNotFound,
-    SnapshotExpired,
-    VersionConflict,
-    PayloadTooLarge,
-    ContractError,
-)
-_REJECTION_BY_CODE: dict[str, type[RequestRejected]] = {cls.code: cls for cls in _REJECTIONS}
-_REJECTION_BY_STATUS: dict[int, type[RequestRejected]] = {
-    400: MalformedRequest,
-    401: Unauthorized,
-    403: Forbidden,
-    404: SnapshotNotFound,
-    409: VersionConflict,
-    413: PayloadTooLarge,
-    422: ContractError,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,7 +253,7 @@ class AsyncRiskHubClient:
             "POST", _snapshots_path(prepared.world_id), content=prepared.content(), headers=headers
         )
         response = await self._send_with_retries(request)
-        receipt = _json_object(response)
+        receipt = json_object(response)
         return PublishReceipt(
             world_id=receipt.get("world_id", prepared.world_id),
             version=receipt.get("version", prepared.version),
@@ -330,9 +276,9 @@ class AsyncRiskHubClient:
             params["expand"] = "true"
         path = _snapshots_path(world_id) + "/latest"
         response = await self._send_with_retries(self._http.build_request("GET", path, params=params))
-        document = _json_object(response)
+        document = json_object(response)
         if "as_of" not in document:
-            raise UnexpectedAnswer(f"GET {path}: the answer is not a snapshot ({_status_line(response)})")
+            raise UnexpectedAnswer(f"GET {path}: the answer is not a snapshot ({status_line(response)})")
         return document
 
     # --- one request, retried ----------------------------------------------------------------
@@ -361,16 +307,18 @@ class AsyncRiskHubClient:
         try:
             response = await self._http.send(request)
         except httpx.TransportError as exc:  # refused, reset, DNS, timeouts, protocol errors
-            raise HubUnavailable(f"{target}: hub at {self.base_url} unreachable: {_describe(exc)}") from exc
+            raise HubUnavailable(
+                f"{target}: hub at {self.base_url} unreachable: {describe_transport_error(exc)}"
+            ) from exc
         status = response.status_code
         if status == 429 or status >= 500:
             raise HubUnavailable(
-                f"{target}: {_unavailable_text(response)}",
+                f"{target}: {unavailable_text(response)}",
                 status=status,
                 retry_after_s=retry_after_seconds(response.headers.get("retry-after")),
             )
         if status >= 400:
-            raise _rejection_of(response)
+            raise rejection_of(response)
         return response
 
 
@@ -454,65 +402,6 @@ def _log_retry(state: RetryCallState) -> None:
     failure = state.outcome.exception() if state.outcome is not None else None
     wait_s = state.next_action.sleep if state.next_action is not None else 0.0
     log.warning("attempt %d failed: %s; retrying in %.2f s", state.attempt_number, failure, wait_s)
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """Seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP date), None if absent
-    or unreadable."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
-
-
-def _rejection_of(response: httpx.Response) -> RequestRejected:
-    """The named error for a 4xx answer, with the hub's message and field."""
-    code, message, field_name = _error_parts(response)
-    cls = _REJECTION_BY_CODE.get(code or "") or _REJECTION_BY_STATUS.get(response.status_code)
-    if cls is None:
-        return HubRejected(message or _status_line(response), status=response.status_code, field=field_name)
-    return cls(message or _status_line(response), field=field_name)
-
-
-def _json_object(response: httpx.Response) -> dict[str, Any]:
-    """The body as a JSON object, or ``{}`` if it is not one (a proxy's HTML page, say)."""
-    try:
-        document = loads_exact(response.content)
-    except ValueError:
-        return {}
-    return document if isinstance(document, dict) else {}
-
-
-def _error_parts(response: httpx.Response) -> tuple[str | None, str | None, str | None]:
-    """(code, message, field) from the hub's ``{"error": {...}}`` shape; Nones when absent."""
-    error = _json_object(response).get("error")
-    if not isinstance(error, dict):
-        return None, None, None
-    parts = (error.get("code"), error.get("message"), error.get("field"))
-    code, message, field_name = (part if isinstance(part, str) else None for part in parts)
-    return code, message, field_name
-
-
-def _status_line(response: httpx.Response) -> str:
-    return f"HTTP {response.status_code} {response.reason_phrase}".strip()
-
-
-def _unavailable_text(response: httpx.Response) -> str:
-    _, message, _ = _error_parts(response)
-    return f"{_status_line(response)}: {message}" if message else _status_line(response)
-
-
-def _describe(exc: httpx.TransportError) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _snapshots_path(world_id: str) -> str:
