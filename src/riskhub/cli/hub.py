@@ -6,17 +6,22 @@ import asyncio
 import secrets
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from prometheus_client import CollectorRegistry, start_http_server
 from pydantic import SecretStr
 
-from riskhub.cli.common import DsnOption, configure_logging, database_kind, fail, run_or_fail, settings_with
+from riskhub.cli.common import (
+    DsnOption,
+    configure_logging,
+    database_kind,
+    fail,
+    run_or_fail,
+    settings_with,
+    tune_gc_for_service,
+)
 from riskhub.config import Settings
-
-if TYPE_CHECKING:  # the tools import these lazily, so the other commands start fast
-    pass
 
 
 def serve(
@@ -48,6 +53,7 @@ def serve(
         access_log=False,
         server_header=False,
     )
+    tune_gc_for_service()
     uvicorn.Server(config).run()
 
 
@@ -80,6 +86,7 @@ def worker(
     async def run() -> None:
         parts = build_components(settings)
         await parts.start(background=False)
+        tune_gc_for_service()
         try:
             _serve_metrics(parts.metrics.registry, metrics_host, metrics_port)
             await build_kafka_worker(parts).run(stop=_stop_on_signals(), max_records=max_records)
@@ -101,6 +108,7 @@ def relay(metrics_port: MetricsPort = 9102, metrics_host: MetricsHost = "127.0.0
     async def run() -> None:
         parts = build_components(settings)
         await parts.start(background=True)
+        tune_gc_for_service()
         try:
             _serve_metrics(parts.metrics.registry, metrics_host, metrics_port)
             await _stop_on_signals().wait()
