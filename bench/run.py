@@ -47,8 +47,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="default all: " + ", ".join(ALL_CONFIGS),
     )
     add("--only", help=f"comma-separated subset of {','.join(BENCHMARKS)}")
-    add("--rounds", type=int, default=3, help="alternating rounds per comparison (default 3)")
-    add("--duration", type=int, default=5, help="seconds per wrk run (default 5)")
+    add("--rounds", type=int, default=5, help="alternating rounds per comparison (default 5)")
+    add("--duration", type=int, default=3, help="seconds per wrk run (default 3)")
     add("--warmup", type=int, default=1, help="warm-up seconds per endpoint (default 1)")
     add("--connections", type=int, default=32, help="wrk connections (default 32)")
     add("--threads", type=int, default=2, help="wrk threads, all on CPU 0 (default 2)")
