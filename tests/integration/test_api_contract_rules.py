@@ -914,3 +914,17 @@ async def test_a_bad_query_parameter_is_422_naming_it(
 ) -> None:
     assert (await hub.post(WORLD, sample_snapshot())).status_code == 201
     assert_error(await hub.get(path, **params), 422, field)
+
+
+async def test_a_read_without_a_token_is_refused_before_its_query_is_looked_at(hub: HubClient) -> None:
+    for answer in (
+        await hub.get(LATEST, token=None, expand="maybe"),
+        await hub.get(LISTING, token="wrong", limit="abc"),
+    ):
+        assert answer.status_code == 401, answer.text
+        assert answer.json()["error"]["code"] == "unauthorized"
+
+
+async def test_unknown_query_parameters_are_ignored(hub: HubClient) -> None:
+    assert (await hub.post(WORLD, sample_snapshot())).status_code == 201
+    assert (await hub.get(LATEST, expand="false", page="2")).json()["version"] == "v1"
