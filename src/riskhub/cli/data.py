@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -12,9 +12,6 @@ from rich.table import Table
 
 from riskhub.cli.common import DsnOption, fail, run_or_fail, settings_with
 from riskhub.config import Settings
-
-if TYPE_CHECKING:  # the tools import these lazily, so the other commands start fast
-    pass
 
 
 def dlq_list(
