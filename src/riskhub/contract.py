@@ -62,6 +62,7 @@ class Snapshot:
     body: dict[str, Any]  # the normalized snapshot, without hash and server fields
     # algorithm -> "<algo>:<hex>" of the body: sha256 always, plus the supplied hash's algorithm
     digests: dict[str, str] = field(repr=False)
+    canonical: bytes = field(repr=False)  # the body as canonical JSON (what the digests are of)
 
     @property
     def dedupe_key(self) -> str:
@@ -169,6 +170,7 @@ def normalize_snapshot(
         hash=_check_hash(supplied_hash, digests),
         body=body,
         digests=digests,
+        canonical=canonical,
     )
 
 

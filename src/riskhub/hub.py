@@ -15,7 +15,7 @@ from typing import Any
 from riskhub.blobs import BlobStore, offload_large_parts, require_address
 from riskhub.bus.codec import EVENT_TYPE
 from riskhub.cache import LatestCache
-from riskhub.canonical import dumps_compact, loads_exact
+from riskhub.canonical import dumps_compact, loads_exact, merge_objects
 from riskhub.contract import (
     OFFLOADABLE_PARTS,
     ContractRules,
@@ -132,6 +132,9 @@ class Hub:
             stored_body, offloaded = await self._offload_large_parts(snap, len(raw))
             record = self._stored_snapshot(snap, stored_body, offloaded)
             event = snapshot_event(snap.world_id, snap.version, snap.dedupe_key, correlation_id)
+            # The parsed body is thousands of objects: let them go before waiting for the commit,
+            # so the next requests parse into memory still in the CPU cache.
+            del snap, stored_body
             result = await self.store.insert_snapshot(record, event)
         except RequestRejected as exc:  # 409 included: every rejected write is counted by reason
             self.count_violation(exc.reason, stage)
@@ -139,7 +142,7 @@ class Hub:
         if result.created:
             self.on_commit()
             await self._offer_to_cache(result.snapshot, result.newest_in)
-        self._count_write(snap, result)
+        self._count_write(record, result)
         return result
 
     async def _pin_producer_refs(self, body: dict[str, Any]) -> None:
@@ -163,9 +166,11 @@ class Hub:
 
     def _stored_snapshot(self, snap: Snapshot, body: dict[str, Any], offloaded: list[str]) -> StoredSnapshot:
         created_at = self.clock()
-        document = {**body, "hash": snap.hash, "created_at": iso_utc(created_at)}
+        server_fields = {"hash": snap.hash, "created_at": iso_utc(created_at)}
         if offloaded:
-            document["hub_offloaded"] = offloaded
+            payload = dumps_compact({**body, **server_fields, "hub_offloaded": offloaded})
+        else:  # the body is already serialized (canonical JSON, for the hash): no second dump
+            payload = merge_objects(snap.canonical, dumps_compact(server_fields))
         return StoredSnapshot(
             world_id=snap.world_id,
             version=snap.version,
@@ -176,10 +181,10 @@ class Hub:
             expires_at=created_at + timedelta(seconds=snap.ttl_s),
             actor=snap.actor,
             stage=snap.stage,
-            payload=dumps_compact(document),
+            payload=payload,
         )
 
-    def _count_write(self, snap: Snapshot, result: InsertResult) -> None:
+    def _count_write(self, snap: StoredSnapshot, result: InsertResult) -> None:
         stage = stage_label(snap.stage, self.limits.rules.allowed_stages)
         if result.created:
             self.metrics.accepted.labels(snap.world_id, stage).inc()

@@ -202,7 +202,7 @@ async def test_any_json_string_is_stored_and_served_exactly(hub: HubClient) -> N
     )
     assert (await hub.post("w1", body)).status_code == 201
     latest = (await hub.get("/risk-hub/worlds/w1/snapshots/latest")).json()
-    assert latest["note"] == odd and list(latest["weights"]) == [f"strategy_{odd}", "strategy_b"]
+    assert latest["note"] == odd and latest["weights"] == {f"strategy_{odd}": 0.6, "strategy_b": 0.4}
     assert verify_hash(latest, lambda ref: None)
     await hub.drain()
     assert hub.metric("risk_hub_snapshot_processed_total", world_id="w1", stage="paper") == 1

@@ -70,7 +70,9 @@ def test_canonical_json_is_exactly_json_dumps(value: Any) -> None:
 @example({"a": 1}, {})
 @example({}, {"b": [2]})
 def test_merging_serialized_objects_equals_merging_the_objects(first: Any, second: Any) -> None:
-    second = {f"2{key}": value for key, value in second.items()}  # distinct keys, as the hub's are
+    # distinct keys, as the hub's are
+    first = {f"1{key}": value for key, value in first.items()}
+    second = {f"2{key}": value for key, value in second.items()}
     spaced = json.dumps(first, indent=1).encode()  # whitespace around the braces is allowed
     merged = merge_objects(spaced, canonical_json(second))
     assert json.loads(merged) == {**first, **second}
