@@ -1,8 +1,8 @@
-"""The consumer handles records in batches (a Kafka fetch, an in-process relay pass): a dedupe
-query per decoded chunk and one outcome transaction per batch. These pin what a batch may and may
-not do, on the embedded and the production store: duplicates inside one batch run the workers
-once, a record that cannot be handled stops the batch there (the prefix before it is recorded),
-and a failed outcome transaction leaves the whole batch unhandled and uncounted."""
+"""The consumer handles records in batches (a Kafka fetch, an in-process relay pass): one dedupe
+query and one outcome transaction per batch. These pin what a batch may and may not do, on the
+embedded and the production store: duplicates inside one batch run the workers once, a record
+that cannot be handled stops the batch there (the prefix before it is recorded), and a failed
+outcome transaction leaves the whole batch unhandled and uncounted."""
 
 from __future__ import annotations
 
@@ -15,9 +15,7 @@ import pytest
 
 import flaky_workers
 from riskhub.bus import ReceivedRecord
-from riskhub.bus.consumer import DECODED_AT_ONCE
 from riskhub.errors import StoreUnavailable
-from riskhub.store import OUTCOME_DLQ, Outcome
 
 from conftest import HubClient, sample_snapshot
 
@@ -130,15 +128,3 @@ async def test_odd_event_data_neither_crashes_nor_stops_the_batch(make_hub: Call
         assert await hub.parts.consumer.handle_batch([*batch, good]) == [True, True, True]
         assert flaky_workers.CALLS == ["v0", "v0", "v0"]  # each ran once, under its own key
         assert processed(hub) == 2  # p1 and the good one (w1/paper); p2 has no stage label
-
-
-async def test_a_batch_longer_than_a_decoded_chunk_runs_each_key_once(make_hub: Callable[..., Any]) -> None:
-    """A batch is decoded DECODED_AT_ONCE records at a time: what an earlier chunk decided holds
-    for the later ones, even against an older stored outcome (v1 was dead-lettered before)."""
-    async with make_hub(**NO_CONSUMER) as hub:
-        first, second = await published_records(hub, 2)
-        await hub.parts.store.record_outcomes([Outcome(await key_of(hub, "v1"), OUTCOME_DLQ)])
-        batch = [first, second] + [first, second] * DECODED_AT_ONCE
-        assert await hub.parts.consumer.handle_batch(batch) == [True] * len(batch)
-        assert flaky_workers.CALLS == ["v0", "v1"]
-        assert (processed(hub), deduped(hub)) == (2, len(batch) - 2)

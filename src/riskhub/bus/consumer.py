@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -53,9 +53,6 @@ class ConsumerPolicy:
 
 
 UNKNOWN_LABELS = ("unknown", "unknown")
-# Records decoded ahead of handling. A decoded 14 KB snapshot is ~60 KB of objects: a whole
-# fetch decoded up front (hundreds) outgrows the CPU cache and slows every step after it.
-DECODED_AT_ONCE = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,17 +71,11 @@ class _Item:
 class _BatchState:
     """Outcomes to record and counters to move once the batch's transaction committed."""
 
-    def __init__(self) -> None:
-        self.known: dict[str, str] = {}  # dedupe key -> outcome, as stored or decided earlier in the batch
+    def __init__(self, known: dict[str, str]) -> None:
+        self.known = known  # dedupe key -> outcome, as stored or as decided earlier in the batch
         self.outcomes: list[Outcome] = []
         self.labels: list[tuple[str, str]] = []
         self.counts: list[tuple[Counter, tuple[str, str]]] = []
-
-    async def look_up(self, store: SnapshotStore, keys: list[str]) -> None:
-        """Learn the stored outcomes of ``keys``; those decided earlier in the batch stand."""
-        if keys:
-            for key, outcome in (await store.processed_outcomes(keys)).items():
-                self.known.setdefault(key, outcome)
 
     def add(self, outcome: Outcome, labels: tuple[str, str]) -> None:
         self.known[outcome.dedupe_key] = outcome.outcome
@@ -121,14 +112,15 @@ class SnapshotConsumer:
         cannot be handled (DLQ off or its send failed, or a bug on its data) stops the rest of the
         batch: on Kafka only a prefix can be committed. With ``per_key`` (the in-process bus, no
         offsets) it stops only the later records of its key (world), so one stuck world does not
-        hold the others. Records are decoded ``DECODED_AT_ONCE`` at a time, with one dedupe query
-        each time; one outcome transaction serves the whole batch. The processed / dedupe /
-        expired counters move only once that transaction committed. If it fails, the exception
-        propagates and nothing of the batch is handled (redelivery dedupes)."""
-        batch = _BatchState()
+        hold the others. One dedupe query and one outcome transaction serve the whole batch; the
+        processed / dedupe / expired counters move only once that transaction committed. If it
+        fails, the exception propagates and nothing of the batch is handled (redelivery dedupes)."""
+        items = [self._decode(record) for record in records]
+        keys = [item.key for item in items if item.key is not None]
+        batch = _BatchState(await self._store.processed_outcomes(keys) if keys else {})
         handled: list[bool] = []
         stopped: set[bytes | None] = set()
-        async for item in self._decoded(records, batch):
+        for item in items:
             if item.record.key in stopped or (stopped and not per_key):
                 handled.append(False)
                 continue
@@ -150,14 +142,6 @@ class SnapshotConsumer:
         for counter, labels in batch.counts:
             counter.labels(*labels).inc()
         return handled
-
-    async def _decoded(self, records: Sequence[ReceivedRecord], batch: _BatchState) -> AsyncIterator[_Item]:
-        """The records decoded, ``DECODED_AT_ONCE`` at a time, their stored outcomes looked up."""
-        for start in range(0, len(records), DECODED_AT_ONCE):
-            items = [self._decode(record) for record in records[start : start + DECODED_AT_ONCE]]
-            await batch.look_up(self._store, [item.key for item in items if item.key is not None])
-            for item in items:
-                yield item
 
     def _decode(self, record: ReceivedRecord) -> _Item:
         try:
