@@ -16,6 +16,7 @@ import pytest
 import flaky_workers
 from riskhub.bus import ReceivedRecord
 from riskhub.errors import StoreUnavailable
+from riskhub.store import OUTCOME_DLQ, Outcome
 
 from conftest import HubClient, sample_snapshot
 
@@ -128,3 +129,17 @@ async def test_odd_event_data_neither_crashes_nor_stops_the_batch(make_hub: Call
         assert await hub.parts.consumer.handle_batch([*batch, good]) == [True, True, True]
         assert flaky_workers.CALLS == ["v0", "v0", "v0"]  # each ran once, under its own key
         assert processed(hub) == 2  # p1 and the good one (w1/paper); p2 has no stage label
+
+
+async def test_a_long_batch_runs_each_key_once_against_older_stored_outcomes(
+    make_hub: Callable[..., Any],
+) -> None:
+    """What the batch decided earlier holds for its later records, even where the store has an
+    older outcome (v1 was dead-lettered before, so its first record here runs the workers)."""
+    async with make_hub(**NO_CONSUMER) as hub:
+        first, second = await published_records(hub, 2)
+        await hub.parts.store.record_outcomes([Outcome(await key_of(hub, "v1"), OUTCOME_DLQ)])
+        batch = [first, second] * 20
+        assert await hub.parts.consumer.handle_batch(batch) == [True] * len(batch)
+        assert flaky_workers.CALLS == ["v0", "v1"]
+        assert (processed(hub), deduped(hub)) == (2, len(batch) - 2)
