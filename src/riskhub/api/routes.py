@@ -21,13 +21,18 @@ JSON = "application/json"
 Query = TypeVar("Query", bound=BaseModel)
 
 
-class LatestQuery(BaseModel):
-    """Query of ``GET .../latest``."""
+class _ReadQuery(BaseModel):
+    """What every read's query has: unknown parameters ignored, ``expand``."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
+    expand: bool = False
+
+
+class LatestQuery(_ReadQuery):
+    """Query of ``GET .../latest``."""
+
     stage: str | None = None
     actor: str | None = None
-    expand: bool = False
 
 
 class ListQuery(LatestQuery):
@@ -36,13 +41,11 @@ class ListQuery(LatestQuery):
     limit: int = 100
 
 
-class LookupQuery(BaseModel):
+class LookupQuery(_ReadQuery):
     """Query of ``GET .../lookup``."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
     version: str | None = None
     as_of: str | None = None
-    expand: bool = False
 
 
 def query(request: Request, model: type[Query]) -> Query:
