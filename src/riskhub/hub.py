@@ -184,13 +184,13 @@ class Hub:
             payload=payload,
         )
 
-    def _count_write(self, snap: StoredSnapshot, result: InsertResult) -> None:
-        stage = stage_label(snap.stage, self.limits.rules.allowed_stages)
+    def _count_write(self, stored: StoredSnapshot, result: InsertResult) -> None:
+        stage = stage_label(stored.stage, self.limits.rules.allowed_stages)
         if result.created:
-            self.metrics.accepted.labels(snap.world_id, stage).inc()
+            self.metrics.accepted.labels(stored.world_id, stage).inc()
         else:
-            self.metrics.dedupe.labels(snap.world_id, stage).inc()
-        if snap.stage is None:
+            self.metrics.dedupe.labels(stored.world_id, stage).inc()
+        if stored.stage is None:
             self.count_violation("missing_stage", None)
 
     def count_violation(self, reason: str, stage: str | None) -> None:
