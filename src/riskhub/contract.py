@@ -35,6 +35,8 @@ SERVER_FIELDS = frozenset({"created_at", "expired", "hub_offloaded", "event_vers
 
 _WORLD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 _HASH = re.compile("(" + "|".join(HASH_ALGORITHMS) + "):([0-9a-f]{64})")
+# What no store can index: NUL (PostgreSQL text) and lone surrogates (not encodable as UTF-8).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +118,15 @@ def verify_hash(stored: Mapping[str, Any], resolve: Callable[[str], Any]) -> boo
     if match is None:
         return False
     return snapshot_hash(hashed_view(stored, resolve), match.group(1)) == claimed
+
+
+def check_stored_text(value: str, field_name: str) -> str:
+    """An id the stores index and key on (version, actor): any text but NUL and lone surrogates."""
+    if _UNSTORABLE.search(value):
+        raise ContractError(
+            f"{field_name}: must not contain NUL characters or unpaired surrogates", field=field_name
+        )
+    return value
 
 
 def check_world_id(world_id: str) -> str:
@@ -216,7 +227,7 @@ def _check_version(body: dict[str, Any]) -> str:
         raise ContractError("version: must be a non-empty string", field="version")
     if len(value) > 256:
         raise ContractError("version: must be at most 256 characters", field="version")
-    return value
+    return check_stored_text(value, "version")
 
 
 def _check_ttl(body: dict[str, Any], rules: ContractRules) -> int:
@@ -296,6 +307,8 @@ def _agree(name: str, header: str, from_header: str | None, from_body: Any) -> s
     where = f"provenance.{name}"
     if from_body is not None and (not isinstance(from_body, str) or not from_body):
         raise ContractError(f"{where}: must be a non-empty string", field=where)
+    if from_body is not None:
+        check_stored_text(from_body, where)
     if from_header is not None and from_body is not None and from_header != from_body:
         raise MalformedRequest(
             f"{where}: {header} header says {from_header!r} but the body says {from_body!r}",

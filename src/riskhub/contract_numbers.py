@@ -75,7 +75,10 @@ def check_weights(body: dict[str, Any]) -> None:
         raise ContractError("weights: must be a non-empty object of id -> number", field="weights")
     if not (all(weights) and _are_finite_floats(list(weights.values()))):
         _name_bad_weight(weights)
-    total = math.fsum(weights.values())
+    try:
+        total = math.fsum(weights.values())
+    except OverflowError:  # finite weights whose sum is beyond float range
+        raise ContractError("weights: must sum to 1, got a sum beyond float range", field="weights") from None
     if total <= 0:
         raise ContractError(f"weights: sum must be > 0, got {total!r}", field="weights")
     if abs(total - 1.0) > WEIGHT_SUM_TOLERANCE:

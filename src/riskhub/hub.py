@@ -20,6 +20,7 @@ from riskhub.contract import (
     OFFLOADABLE_PARTS,
     ContractRules,
     Snapshot,
+    check_stored_text,
     normalize_snapshot,
     parse_json,
     parse_timestamp,
@@ -204,6 +205,7 @@ class Hub:
         self, world_id: str, *, stage: str | None = None, actor: str | None = None
     ) -> StoredSnapshot:
         """The newest snapshot; 404 if none, and 404 naming it if it has expired (no fallback)."""
+        _check_read_ids(world_id=world_id, actor=actor)
         cached = None if actor is not None else await self._cached_latest(world_id, stage)
         snapshot = cached or await self.store.latest_snapshot(world_id, stage=stage, actor=actor)
         if snapshot is None:
@@ -224,6 +226,7 @@ class Hub:
         """History, newest first, expired ones included."""
         if not 1 <= limit <= MAX_LIST_LIMIT:
             raise ContractError(f"limit: must be between 1 and {MAX_LIST_LIMIT}", field="limit")
+        _check_read_ids(world_id=world_id, actor=actor)
         return await self.store.list_snapshots(world_id, limit=limit, stage=stage, actor=actor)
 
     async def lookup_snapshot(
@@ -232,6 +235,7 @@ class Hub:
         """By exact version, or the newest at or before ``as_of``."""
         if (version is None) == (as_of is None):
             raise ContractError("lookup: give exactly one of version or as_of", field="version")
+        _check_read_ids(world_id=world_id, version=version)
         if version is not None:
             found = await self.store.get_snapshot(world_id, version)
         else:
@@ -292,6 +296,13 @@ class Hub:
         except Unavailable:
             self.metrics.blob_errors.labels(operation, "unavailable").inc()
             raise
+
+
+def _check_read_ids(**ids: str | None) -> None:
+    """A read naming what no snapshot can have (NUL, unpaired surrogates) is a 422, not a store error."""
+    for name, value in ids.items():
+        if value is not None:
+            check_stored_text(value, name)
 
 
 def _filter_text(stage: str | None, actor: str | None) -> str:

@@ -227,6 +227,12 @@ async def test_any_version_string_is_stored_and_its_location_leads_back_to_it(
     assert found.json()["version"] == version
 
 
+@pytest.mark.parametrize("version", ["v\u0000", "v\ud800"], ids=["nul", "unpaired-surrogate"])
+async def test_version_must_be_text_a_store_can_hold(hub: HubClient, version: str) -> None:
+    error = await rejected(hub, sample_snapshot(version=version), status=422, field="version")
+    assert "NUL" in error["message"]
+
+
 # --- weights --------------------------------------------------------------------------------------
 
 
@@ -267,6 +273,13 @@ async def test_weights_must_be_finite_numbers_summing_to_one(
     hub: HubClient, weights: Any, field: str
 ) -> None:
     await rejected(hub, sample_snapshot(weights=weights), status=422, field=field)
+
+
+async def test_weights_whose_sum_is_beyond_float_range_are_422(hub: HubClient) -> None:
+    error = await rejected(
+        hub, sample_snapshot(weights={"a": 1e308, "b": 1e308}), status=422, field="weights"
+    )
+    assert "float range" in error["message"]
 
 
 @pytest.mark.parametrize("text", ["NaN", "Infinity", "-Infinity", "1e400"])
@@ -631,10 +644,21 @@ async def test_a_header_that_disagrees_with_the_body_is_400_not_an_override(
         ("gateway", "provenance"),
         ({"actor": 7}, "provenance.actor"),
         ({"actor": ""}, "provenance.actor"),
+        ({"actor": "gate\u0000way"}, "provenance.actor"),
+        ({"actor": "gate\udc00way"}, "provenance.actor"),
         ({"actor": "gateway", "stage": 1}, "provenance.stage"),
         ({"actor": "gateway", "stage": ""}, "provenance.stage"),
     ],
-    ids=["array", "string", "actor-int", "actor-empty", "stage-int", "stage-empty"],
+    ids=[
+        "array",
+        "string",
+        "actor-int",
+        "actor-empty",
+        "actor-nul",
+        "actor-surrogate",
+        "stage-int",
+        "stage-empty",
+    ],
 )
 async def test_provenance_must_be_an_object_of_non_empty_strings(
     hub: HubClient, provenance: Any, field: str

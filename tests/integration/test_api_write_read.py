@@ -109,6 +109,21 @@ async def test_latest_filters_by_stage_and_actor(hub: HubClient) -> None:
     assert (await hub.get(base, stage="backtest")).status_code == 404
 
 
+async def test_a_read_naming_what_no_store_can_hold_is_422_not_a_store_error(hub: HubClient) -> None:
+    """NUL cannot be in a PostgreSQL text column: such a read is the reader's mistake (422),
+    not "store unavailable, retry later" (503), on every backend alike."""
+    base = "/risk-hub/worlds/w1/snapshots"
+    for path, params, field in [
+        (f"{base}/lookup", {"version": "v\x001"}, "version"),
+        (f"{base}/latest", {"actor": "gate\x00way"}, "actor"),
+        (base, {"actor": "gate\x00way"}, "actor"),
+        ("/risk-hub/worlds/w%001/snapshots/latest", {}, "world_id"),
+    ]:
+        response = await hub.get(path, **params)
+        assert response.status_code == 422, (path, response.text)
+        assert response.json()["error"]["field"] == field
+
+
 async def test_lookup_by_as_of_returns_the_snapshot_in_force(hub: HubClient) -> None:
     for version, as_of in (("a", "2025-01-01T00:00:00Z"), ("b", "2025-01-03T00:00:00Z")):
         body = sample_snapshot(version=version, as_of=as_of, ttl_sec=600)
