@@ -48,8 +48,9 @@ class BlobStore(Protocol):
     def address_of(self, ref: str) -> str | None:
         """The content address if ``ref`` points into this store, else None."""
 
-    async def put(self, content: bytes) -> str:
-        """Store content (idempotent) and return its ref."""
+    async def put(self, content: bytes, *, pin: bool = False) -> str:
+        """Store content (idempotent) and return its ref. ``pin``: an accepted snapshot refers to
+        it, it never expires; an unpinned put never takes that away from an already pinned blob."""
 
     async def get(self, ref: str) -> bytes:
         """Fetch and verify; ``BlobCorrupted`` on a digest mismatch, ``ContractError`` if absent."""
@@ -84,8 +85,8 @@ class FileBlobStore:
         match = self._ref.fullmatch(ref)
         return match.group(1) if match else None
 
-    async def put(self, content: bytes) -> str:
-        """Write atomically and durably (temp file, fsync, rename)."""
+    async def put(self, content: bytes, *, pin: bool = False) -> str:
+        """Write atomically and durably (temp file, fsync, rename). Files never expire."""
         address = content_address(content)
         await asyncio.to_thread(self._write, address, content)
         return f"file://{self._root}/{address}.json"
@@ -139,6 +140,14 @@ class FileBlobStore:
 
 
 # Existence check and TTL removal in one step: a blob cannot expire between the two.
+# An unpinned put: (re)arm the expiry, unless the blob is already pinned (exists, no expiry).
+_SET_UNLESS_PINNED = """
+if redis.call('TTL', KEYS[1]) == -1 then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
 _PERSIST_IF_EXISTS = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('PERSIST', KEYS[1])
@@ -158,20 +167,25 @@ class RedisBlobStore:
         self._ttl_s = ttl_s  # for blobs nobody references yet; pinning clears it
         self._ref = re.compile(re.escape(f"redis://{prefix}") + f"({_HEX})")
         self._persist = self._redis.register_script(_PERSIST_IF_EXISTS)
+        self._set_unless_pinned = self._redis.register_script(_SET_UNLESS_PINNED)
 
     def address_of(self, ref: str) -> str | None:
         """Content address of a ``redis://<prefix><hex>`` ref."""
         match = self._ref.fullmatch(ref)
         return match.group(1) if match else None
 
-    async def put(self, content: bytes) -> str:
-        """SET (with EX when a TTL is configured) - idempotent by content."""
-        address = content_address(content)
+    async def put(self, content: bytes, *, pin: bool = False) -> str:
+        """SET, idempotent by content. Without ``pin`` and with a TTL configured the blob expires
+        unless referenced later (``pin``), and a pinned blob stays pinned; a plain SET pins."""
+        key = self._prefix + content_address(content)
         try:
-            await self._redis.set(self._prefix + address, content, ex=self._ttl_s)
+            if pin or self._ttl_s is None:
+                await self._redis.set(key, content)
+            else:
+                await self._set_unless_pinned(keys=[key], args=[content, self._ttl_s])
         except RedisError as exc:
             raise BlobStoreUnavailable(f"blob store: {type(exc).__name__}: {exc}") from exc
-        return f"redis://{self._prefix}{address}"
+        return f"redis://{key}"
 
     async def get(self, ref: str) -> bytes:
         """GET and verify."""
@@ -241,8 +255,8 @@ class S3BlobStore:
             self._client = await self._client_context.__aenter__()
         return self._client
 
-    async def put(self, content: bytes) -> str:
-        """PUT the object (same key for the same content)."""
+    async def put(self, content: bytes, *, pin: bool = False) -> str:
+        """PUT the object (same key for the same content; objects carry no expiry here)."""
         address = content_address(content)
         try:
             s3 = await self._s3()
@@ -302,16 +316,17 @@ class S3BlobStore:
 
 
 async def offload_large_parts(
-    body: dict[str, Any], store: BlobStore, threshold_bytes: int
+    body: dict[str, Any], store: BlobStore, threshold_bytes: int, *, pin: bool = False
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Replace each inline part whose canonical JSON is over ``threshold_bytes`` by a
-    content-addressed ``<part>_ref``; returns the new body and part -> ref. Used by the hub and
-    by producers alike, so both write the same blobs under the same refs."""
+    content-addressed ``<part>_ref``; returns the new body and part -> ref. Used by the hub
+    (``pin``: the snapshot it stores will refer to them) and by producers alike, so both write
+    the same blobs under the same refs."""
     encoded = {part: canonical_json(body[part]) for part in OFFLOADABLE_PARTS if part in body}
     oversized = {part: content for part, content in encoded.items() if len(content) > threshold_bytes}
     if not oversized:
         return body, {}
-    refs = await asyncio.gather(*(store.put(content) for content in oversized.values()))
+    refs = await asyncio.gather(*(store.put(content, pin=pin) for content in oversized.values()))
     offloaded = dict(zip(oversized, refs, strict=True))
     lighter = {key: value for key, value in body.items() if key not in offloaded}
     lighter.update({f"{part}_ref": ref for part, ref in offloaded.items()})

@@ -162,7 +162,9 @@ class Hub:
         # Canonical JSON is at most ~3x the raw text (escapes, exponents): small bodies skip.
         if raw_size * 3 <= threshold:
             return snap.body, []
-        body, refs = await self._blob_call("put", offload_large_parts(snap.body, self.blobs, threshold))
+        body, refs = await self._blob_call(
+            "put", offload_large_parts(snap.body, self.blobs, threshold, pin=True)
+        )
         return body, list(refs)
 
     def _stored_snapshot(self, snap: Snapshot, body: dict[str, Any], offloaded: list[str]) -> StoredSnapshot:

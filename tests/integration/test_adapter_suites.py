@@ -312,6 +312,10 @@ async def test_redis_blob_pin_clears_the_ttl(production: Production) -> None:
     assert 0 < await client.ttl(key) <= 60
     assert await store.pin(ref)
     assert await client.ttl(key) == -1
+    assert await store.put(b"[3]") == ref  # an unpinned put of the same content keeps the pin
+    assert await client.ttl(key) == -1
+    pinned = await store.put(b"[5]", pin=True)  # the hub's own offload: pinned from the start
+    assert await client.ttl(f"{production.namespace}:b:" + (store.address_of(pinned) or "")) == -1
     await client.set(key, b"[4]")  # corrupt it
     with pytest.raises(BlobCorrupted):
         await store.get(ref)

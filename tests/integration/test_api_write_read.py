@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import redis.asyncio as aioredis
+
 from riskhub.contract import snapshot_hash, verify_hash
 
-from conftest import FakeClock, HubClient, corrupt_blob, sample_snapshot
+from conftest import FakeClock, HubClient, Production, corrupt_blob, sample_snapshot
 
 
 async def test_new_snapshot_is_201_and_served_as_latest(hub: HubClient) -> None:
@@ -161,6 +163,32 @@ async def test_large_parts_are_offloaded_and_expand_restores_them_exactly(
         assert verify_hash(stored, parts.__getitem__)
         view = {k: v for k, v in expanded.items() if k not in ("expired", "created_at", "hash")}
         assert snapshot_hash(view) == stored["hash"]
+
+
+async def test_parts_the_hub_offloads_to_redis_never_expire(
+    make_hub: Callable[..., Any], production: Production
+) -> None:
+    """Blobs expire only while nothing refers to them (``blob_redis_ttl_sec``): the parts of an
+    accepted snapshot are pinned, and a producer's later unpinned upload of the same content
+    (another world, a retry) does not put an expiry back on them."""
+    ids = [f"s{i}" for i in range(10)]
+    body = sample_snapshot(
+        weights={i: 0.1 for i in ids}, covariance={f"{a},{b}": 0.02 for a in ids for b in ids}
+    )
+    redis_blobs = {"blob_url": production.redis.url, "blob_redis_prefix": f"{production.namespace}:blob:"}
+    async with make_hub(inline_cov_threshold=512, blob_redis_ttl_sec=60, **redis_blobs) as hub:
+        assert (await hub.post("w1", body)).status_code == 201
+        ref = (await hub.get("/risk-hub/worlds/w1/snapshots/latest")).json()["covariance_ref"]
+        key = ref.removeprefix("redis://")
+        client = aioredis.Redis.from_url(production.redis.url)
+        try:
+            assert await client.ttl(key) == -1
+            assert await hub.parts.blobs.put(await hub.parts.blobs.get(ref)) == ref  # a producer upload
+            assert await client.ttl(key) == -1
+            assert (await hub.post("w2", body)).status_code == 201  # the same part again
+            assert await client.ttl(key) == -1
+        finally:
+            await client.aclose()
 
 
 async def test_corrupted_blob_is_detected_on_expand(make_hub: Callable[..., Any]) -> None:
