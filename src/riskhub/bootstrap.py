@@ -19,7 +19,7 @@ from riskhub.bus.consumer import ConsumerPolicy, SnapshotConsumer
 from riskhub.bus.kafka import GroupSettings, KafkaPublisher, KafkaWorker
 from riskhub.bus.memory import MemoryBus
 from riskhub.bus.relay import OutboxRelay
-from riskhub.cache import LatestCache, MemoryCache, RedisCache
+from riskhub.cache import LatestCache, MemoryCache, NoCache, RedisCache
 from riskhub.config import Settings
 from riskhub.hub import Hub, HubLimits, utc_now
 from riskhub.metrics import Metrics
@@ -81,18 +81,28 @@ def build_store(settings: Settings) -> SnapshotStore:
         return SqliteStore(settings.data_dir / "riskhub.sqlite3", synchronous=settings.sqlite_synchronous)
     if url.startswith("sqlite:///"):
         return SqliteStore(_path_of(url), synchronous=settings.sqlite_synchronous)
-    if url.startswith(("postgresql://", "postgres://")):
+    if _is_postgres(url):
         return PostgresStore(
             url, schema=settings.database_schema, max_connections=settings.database_pool_size
         )
     raise ValueError(f"database_url: unsupported scheme in {url.split(':', 1)[0]!r}")
 
 
+def _is_postgres(database_url: str | None) -> bool:
+    return database_url is not None and database_url.startswith(("postgresql://", "postgres://"))
+
+
 def build_cache(settings: Settings) -> LatestCache:
-    """In-process unless ``redis_url`` is set."""
-    if settings.redis_url is None:
-        return MemoryCache()
-    return RedisCache(settings.redis_url, prefix=settings.cache_prefix, clock=utc_now)
+    """Redis if ``redis_url`` is set; else in-process next to SQLite (one process per file), and
+    none next to PostgreSQL (replicas share the store, an in-process cache would go stale)."""
+    if settings.redis_url is not None:
+        return RedisCache(
+            settings.redis_url,
+            prefix=settings.cache_prefix,
+            clock=utc_now,
+            max_age_s=settings.cache_max_age_sec,
+        )
+    return NoCache() if _is_postgres(settings.database_url) else MemoryCache()
 
 
 def build_blobs(settings: Settings) -> BlobStore:

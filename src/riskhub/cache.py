@@ -4,6 +4,11 @@ The cache is an accelerator, never the truth: a miss or an error falls back to t
 entry is only ever replaced by a newer snapshot (greatest ``as_of``, ties by ``created_at``), so a
 retried old version or a backfill cannot regress it. Expired entries are returned as they are:
 the hub must answer "expired", not fall back to an older snapshot.
+
+A shared store needs a shared cache: an in-process cache next to PostgreSQL would keep serving
+what another replica has since replaced, so that combination gets ``NoCache``. A Redis entry lives
+at most ``max_age_s``: a refresh the hub could not make (Redis down, the process gone between
+commit and refresh) leaves an older snapshot "latest" for that long at most, never for its TTL.
 """
 
 from __future__ import annotations
@@ -63,6 +68,23 @@ class MemoryCache:
         """Nothing to release."""
 
 
+class NoCache:
+    """Every read goes to the store (a shared store without a shared cache)."""
+
+    async def get(self, world_id: str, stage: str | None) -> StoredSnapshot | None:
+        """Always a miss."""
+        return None
+
+    async def offer(self, snapshot: StoredSnapshot, scopes: Iterable[str | None]) -> None:
+        """Nothing to keep."""
+
+    async def ping(self) -> None:
+        """Always up."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
 # Replace the entry only if the offered snapshot ranks at least as high; value and expiry are
 # set by one SET ... PX inside the script, so no reader ever sees one without the other.
 _OFFER_IF_NEWER = """
@@ -74,6 +96,10 @@ redis.call('SET', KEYS[1], ARGV[1] .. ARGV[2], 'PX', ARGV[3])
 return 1
 """
 _RANK_BYTES = 40
+# Microseconds from 0001-01-01 to the Unix epoch: ranks count from year 1, never negative, so 20
+# zero-padded digits sort as time does (before 1970 too).
+_RANK_ORIGIN_US = 62_135_596_800_000_000
+DEFAULT_MAX_AGE_S = 10.0
 
 
 class RedisCache:
@@ -83,10 +109,18 @@ class RedisCache:
     is time order), the metadata as JSON, a newline, and the payload.
     """
 
-    def __init__(self, url: str, *, prefix: str = "riskhub:", clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "riskhub:",
+        clock: Callable[[], datetime],
+        max_age_s: float = DEFAULT_MAX_AGE_S,
+    ) -> None:
         self._redis = aioredis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
         self._prefix = prefix
         self._clock = clock
+        self._max_age_ms = int(max_age_s * 1000)
         self._offer = self._redis.register_script(_OFFER_IF_NEWER)
 
     def _key(self, world_id: str, stage: str | None) -> str:
@@ -101,8 +135,9 @@ class RedisCache:
         return None if raw is None else _decode(raw)
 
     async def offer(self, snapshot: StoredSnapshot, scopes: Iterable[str | None]) -> None:
-        """Atomically keep the newer snapshot per scope; the key expires with the snapshot."""
-        ttl_ms = int((snapshot.expires_at - self._clock()).total_seconds() * 1000)
+        """Atomically keep the newer snapshot per scope; the key expires with the snapshot, or
+        after ``max_age_s`` if that comes first."""
+        ttl_ms = min(int((snapshot.expires_at - self._clock()).total_seconds() * 1000), self._max_age_ms)
         if ttl_ms <= 0:
             return
         rank, value = _encode(snapshot)
@@ -125,7 +160,10 @@ class RedisCache:
 
 
 def _encode(snapshot: StoredSnapshot) -> tuple[bytes, bytes]:
-    rank = b"%020d%020d" % (us_from_utc(snapshot.as_of), us_from_utc(snapshot.created_at))
+    rank = b"%020d%020d" % (
+        us_from_utc(snapshot.as_of) + _RANK_ORIGIN_US,
+        us_from_utc(snapshot.created_at) + _RANK_ORIGIN_US,
+    )
     meta = orjson.dumps(
         [
             snapshot.world_id,
@@ -150,8 +188,8 @@ def _decode(raw: bytes) -> StoredSnapshot:
         version=version,
         hash=hash_,
         content_sha256=content_sha256,
-        as_of=utc_from_us(int(raw[:20])),
-        created_at=utc_from_us(int(raw[20:40])),
+        as_of=utc_from_us(int(raw[:20]) - _RANK_ORIGIN_US),
+        created_at=utc_from_us(int(raw[20:40]) - _RANK_ORIGIN_US),
         expires_at=utc_from_us(expires_us),
         actor=actor,
         stage=stage,

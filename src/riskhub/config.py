@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from riskhub.cache import DEFAULT_MAX_AGE_S
 from riskhub.contract import DEFAULT_STAGES, DEFAULT_TTL_S, MAX_TTL_S, ContractRules
 
 CommaList = Annotated[list[str], NoDecode]
@@ -40,6 +41,7 @@ class Settings(BaseSettings):
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     redis_url: str | None = None
     cache_prefix: str = "riskhub:"
+    cache_max_age_sec: float = DEFAULT_MAX_AGE_S  # longest a Redis latest entry lives unrefreshed
     blob_url: str | None = None  # file:///abs/dir, s3://bucket/prefix, redis://host:port/db
     blob_redis_prefix: str = "risk-blobs:"
     blob_redis_ttl_sec: int | None = None  # expiry of blobs no accepted snapshot references yet

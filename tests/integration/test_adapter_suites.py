@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -231,6 +232,17 @@ async def test_cache_keeps_the_newest_per_scope(cache: LatestCache) -> None:
     assert await cache.get("w1", "backtest") is None
 
 
+async def test_cache_ranks_snapshots_before_1970_by_time(cache: LatestCache) -> None:
+    def before_epoch(version: str, day: int) -> StoredSnapshot:
+        return replace(snapshot(version), as_of=datetime(1969, 12, day, tzinfo=UTC))
+
+    await cache.offer(before_epoch("older", 30), (None,))
+    await cache.offer(before_epoch("newer", 31), (None,))
+    await cache.offer(before_epoch("older", 30), (None,))  # a retry of the older one: ignored
+    got = await cache.get("w1", None)
+    assert got is not None and got.version == "newer" and got.as_of.year == 1969
+
+
 async def test_cache_round_trips_every_field(cache: LatestCache) -> None:
     original = snapshot("v1", stage=None)
     await cache.offer(original, (None,))
@@ -248,9 +260,23 @@ async def test_redis_cache_entry_expires_with_the_snapshot(production: Productio
     await cache.close()
 
 
-def replace_expiry(snap: StoredSnapshot, *, milliseconds: int) -> StoredSnapshot:
-    from dataclasses import replace
+async def test_redis_cache_entry_lives_at_most_max_age(production: Production) -> None:
+    """A refresh the hub could not make (Redis down, a crash after the commit) must not leave an
+    older snapshot "latest" for its whole TTL."""
+    cache = RedisCache(
+        production.redis.url,
+        prefix=f"{production.namespace}:",
+        clock=lambda: datetime.now(UTC),
+        max_age_s=0.3,
+    )
+    await cache.offer(snapshot("v1"), (None,))  # expires in an hour
+    assert await cache.get("w1", None) is not None
+    await asyncio.sleep(0.5)
+    assert await cache.get("w1", None) is None
+    await cache.close()
 
+
+def replace_expiry(snap: StoredSnapshot, *, milliseconds: int) -> StoredSnapshot:
     return replace(snap, expires_at=datetime.now(UTC) + timedelta(milliseconds=milliseconds))
 
 

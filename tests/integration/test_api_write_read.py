@@ -126,6 +126,22 @@ async def test_a_read_naming_what_no_store_can_hold_is_422_not_a_store_error(hub
         assert response.json()["error"]["field"] == field
 
 
+async def test_replicas_sharing_postgresql_without_redis_serve_what_another_stored(
+    make_hub: Callable[..., Any], production: Production
+) -> None:
+    """No shared cache, no cache: an in-process one would keep serving what the other replica
+    has since replaced."""
+    shared = {**production.settings(), "redis_url": None}
+    latest = "/risk-hub/worlds/w1/snapshots/latest"
+    async with make_hub(**shared) as first, make_hub(**shared) as second:
+        older = sample_snapshot(version="v1", as_of="2025-01-01T00:00:00Z", ttl_sec=600)
+        assert (await first.post("w1", older)).status_code == 201
+        assert (await first.get(latest)).json()["version"] == "v1"
+        newer = sample_snapshot(version="v2", as_of="2025-01-02T00:00:00Z", ttl_sec=600)
+        assert (await second.post("w1", newer)).status_code == 201
+        assert (await first.get(latest)).json()["version"] == "v2"
+
+
 async def test_lookup_by_as_of_returns_the_snapshot_in_force(hub: HubClient) -> None:
     for version, as_of in (("a", "2025-01-01T00:00:00Z"), ("b", "2025-01-03T00:00:00Z")):
         body = sample_snapshot(version=version, as_of=as_of, ttl_sec=600)
