@@ -6,6 +6,7 @@ Publishing is the outbox relay's job, never a side effect of the request.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from riskhub.metrics import Metrics, stage_label
 from riskhub.store import InsertResult, NewOutboxEvent, SnapshotStore, StoredSnapshot
 
 EVENT_VERSION = 1
+log = logging.getLogger(__name__)
 MAX_LIST_LIMIT = 1000
 # uuid5 namespace for event ids: an event's id is derived from its dedupe key.
 _EVENT_NAMESPACE = uuid.UUID("6f1d3c2e-4b1a-5e9f-9c47-2a8d1e0b7c55")
@@ -138,7 +140,7 @@ class Hub:
             del snap, stored_body
             result = await self.store.insert_snapshot(record, event)
         except RequestRejected as exc:  # 409 included: every rejected write is counted by reason
-            self.count_violation(exc.reason, stage)
+            self.reject_write(exc, world_id, actor=actor, stage=stage)
             raise
         if result.created:
             self.on_commit()
@@ -195,6 +197,21 @@ class Hub:
             self.metrics.dedupe.labels(stored.world_id, stage).inc()
         if stored.stage is None:
             self.count_violation("missing_stage", None)
+
+    def reject_write(
+        self, exc: RequestRejected, world_id: str, *, actor: str | None, stage: str | None
+    ) -> None:
+        """Count a rejected write by reason and log what was wrong with it (never the token:
+        no message carries it)."""
+        self.count_violation(exc.reason, stage)
+        log.warning(
+            "write to world %r rejected: %s (%s; actor %r, stage %r)",
+            world_id,
+            exc.message,
+            exc.reason,
+            actor,
+            stage,
+        )
 
     def count_violation(self, reason: str, stage: str | None) -> None:
         """Count a rejected or non-conforming write (producer-violation metric)."""

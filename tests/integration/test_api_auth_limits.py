@@ -3,6 +3,7 @@ health/readiness, and error bodies without stack traces."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -55,6 +56,20 @@ async def test_rotated_tokens_are_valid_at_the_same_time(make_hub: Callable[...,
         assert (await hub.post("w1", sample_snapshot(version="b"), token="new-token")).status_code == 201
         assert (await hub.get(LATEST, token="old-token")).status_code == 200
         assert (await hub.post("w1", sample_snapshot(version="c"), token=TOKEN)).status_code == 401
+
+
+async def test_rejected_writes_are_logged_by_reason_without_the_token(
+    hub: HubClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "not-a-token-but-secret-anyway"
+    with caplog.at_level(logging.WARNING, logger="riskhub.hub"):
+        assert (await hub.post("w1", sample_snapshot(), token=secret)).status_code == 401
+        assert (await hub.post("w1", sample_snapshot(version=""))).status_code == 422
+    rejections = [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()]
+    assert len(rejections) == 2, rejections
+    assert "unauthorized" in rejections[0] and "'gateway'" in rejections[0]
+    assert "version: must be a non-empty string" in rejections[1]
+    assert all(secret not in record.getMessage() for record in caplog.records)
 
 
 async def test_health_and_metrics_need_no_token(hub: HubClient) -> None:

@@ -100,7 +100,7 @@ async def post_snapshot(world_id: str, request: Request) -> Response:
         authorize(request, write=True)
         raw = await read_body(request, parts.settings.max_body_bytes)
     except RequestRejected as exc:  # the hub counts the rejections it decides itself
-        parts.hub.count_violation(exc.reason, stage)
+        parts.hub.reject_write(exc, world_id, actor=request.headers.get("x-actor"), stage=stage)
         raise
     result = await parts.hub.write_snapshot(
         world_id,
