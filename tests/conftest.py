@@ -336,6 +336,19 @@ async def corrupt_blob(hub: HubClient, ref: str) -> None:
         await s3.put_object(Bucket=bucket, Key=key, Body=bytes(content))
 
 
+async def delete_blob(hub: HubClient, ref: str) -> None:
+    """Remove a stored blob, as a careless cleanup job might."""
+    if ref.startswith("file://"):
+        await asyncio.to_thread(Path(ref.removeprefix("file://")).unlink)
+        return
+    import aioboto3
+
+    bucket, _, key = ref.removeprefix("s3://").partition("/")
+    endpoint = hub.parts.settings.s3_endpoint_url
+    async with aioboto3.Session().client("s3", endpoint_url=endpoint, region_name="us-east-1") as s3:
+        await s3.delete_object(Bucket=bucket, Key=key)
+
+
 def _flip_a_byte(path: Path) -> None:
     with path.open("r+b") as handle:
         handle.seek(5)

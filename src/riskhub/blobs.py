@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 
 from riskhub.canonical import canonical_json
 from riskhub.contract import OFFLOADABLE_PARTS
-from riskhub.errors import BlobCorrupted, BlobStoreUnavailable, ContractError
+from riskhub.errors import BlobCorrupted, BlobMissing, BlobStoreUnavailable, ContractError
 
 _HEX = r"[0-9a-f]{64}"
 
@@ -53,7 +53,8 @@ class BlobStore(Protocol):
         it, it never expires; an unpinned put never takes that away from an already pinned blob."""
 
     async def get(self, ref: str) -> bytes:
-        """Fetch and verify; ``BlobCorrupted`` on a digest mismatch, ``ContractError`` if absent."""
+        """Fetch and verify; ``BlobCorrupted`` on a digest mismatch, ``BlobMissing`` if absent
+        (``ContractError`` for a ref outside this store)."""
 
     async def pin(self, ref: str) -> bool:
         """Make a referenced blob permanent; False if it does not exist."""
@@ -112,7 +113,7 @@ class FileBlobStore:
         try:
             content = await asyncio.to_thread((self._root / f"{address}.json").read_bytes)
         except FileNotFoundError:
-            raise ContractError(f"blob {ref} does not exist", field="ref") from None
+            raise BlobMissing(f"blob {ref} does not exist") from None
         except OSError as exc:
             raise BlobStoreUnavailable(f"blob store: cannot read {ref}: {exc}") from exc
         return verify_content(ref, address, content)
@@ -195,7 +196,7 @@ class RedisBlobStore:
         except RedisError as exc:
             raise BlobStoreUnavailable(f"blob store: {type(exc).__name__}: {exc}") from exc
         if content is None:
-            raise ContractError(f"blob {ref} does not exist", field="ref")
+            raise BlobMissing(f"blob {ref} does not exist")
         return verify_content(ref, address, bytes(content))
 
     async def pin(self, ref: str) -> bool:
@@ -280,7 +281,7 @@ class S3BlobStore:
                 content = await stream.read()
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                raise ContractError(f"blob {ref} does not exist", field="ref") from None
+                raise BlobMissing(f"blob {ref} does not exist") from None
             raise BlobStoreUnavailable(f"blob store: {type(exc).__name__}: {exc}") from exc
         except BotoCoreError as exc:
             raise BlobStoreUnavailable(f"blob store: {type(exc).__name__}: {exc}") from exc

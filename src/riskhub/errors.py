@@ -15,6 +15,7 @@
      |    +-- BlobStoreUnavailable
      |    +-- CacheUnavailable            (never reaches a client: reads fall back to the store)
      +-- BlobCorrupted                    a blob's bytes no longer match its content address (502)
+     +-- BlobMissing                      a blob a stored snapshot refers to is gone (502)
 
 Drivers' own exceptions are translated to these at exactly one boundary: the adapter that uses them.
 """
@@ -91,3 +92,7 @@ class CacheUnavailable(Unavailable):
 
 class BlobCorrupted(RiskHubError):
     code = "blob_corrupted"
+
+
+class BlobMissing(RiskHubError):
+    code = "blob_missing"

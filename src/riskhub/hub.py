@@ -28,6 +28,7 @@ from riskhub.contract import (
 )
 from riskhub.errors import (
     BlobCorrupted,
+    BlobMissing,
     CacheUnavailable,
     ContractError,
     RequestRejected,
@@ -311,6 +312,9 @@ class Hub:
             return await call
         except BlobCorrupted:
             self.metrics.blob_errors.labels(operation, "corrupted").inc()
+            raise
+        except BlobMissing:
+            self.metrics.blob_errors.labels(operation, "missing").inc()
             raise
         except Unavailable:
             self.metrics.blob_errors.labels(operation, "unavailable").inc()

@@ -15,7 +15,7 @@ from orjson import loads
 
 from riskhub.blobs import BlobStore, FileBlobStore, RedisBlobStore, S3BlobStore
 from riskhub.cache import LatestCache, MemoryCache, RedisCache
-from riskhub.errors import BlobCorrupted, ContractError, VersionConflict
+from riskhub.errors import BlobCorrupted, BlobMissing, ContractError, VersionConflict
 from riskhub.store import NewOutboxEvent, Outcome, SnapshotStore, StoredSnapshot, WorkerResult, postgres
 from riskhub.store.postgres import PostgresStore
 from riskhub.store.sqlite import SqliteStore
@@ -326,7 +326,7 @@ async def test_missing_blob_is_reported_not_invented(blobs: BlobStore) -> None:
     ref = await blobs.put(b"[2]")
     missing = ref.replace(blobs.address_of(ref) or "", "f" * 64)
     assert not await blobs.pin(missing)
-    with pytest.raises(ContractError):
+    with pytest.raises(BlobMissing):
         await blobs.get(missing)
 
 

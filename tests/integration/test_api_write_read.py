@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 
 from riskhub.contract import snapshot_hash, verify_hash
 
-from conftest import FakeClock, HubClient, Production, corrupt_blob, sample_snapshot
+from conftest import FakeClock, HubClient, Production, corrupt_blob, delete_blob, sample_snapshot
 
 
 async def test_new_snapshot_is_201_and_served_as_latest(hub: HubClient) -> None:
@@ -219,6 +219,23 @@ async def test_corrupted_blob_is_detected_on_expand(make_hub: Callable[..., Any]
         assert broken.status_code == 502
         assert broken.json()["error"]["code"] == "blob_corrupted"
         assert hub.metric("risk_hub_blob_errors_total", operation="get", kind="corrupted") == 1
+
+
+async def test_a_missing_blob_is_the_hubs_failure_on_expand_not_the_readers(
+    make_hub: Callable[..., Any],
+) -> None:
+    ids = [f"s{i}" for i in range(10)]
+    body = sample_snapshot(
+        weights={i: 0.1 for i in ids}, covariance={f"{a},{b}": 0.02 for a in ids for b in ids}
+    )
+    async with make_hub(inline_cov_threshold=512) as hub:
+        assert (await hub.post("w1", body)).status_code == 201
+        ref = (await hub.get("/risk-hub/worlds/w1/snapshots/latest")).json()["covariance_ref"]
+        await delete_blob(hub, ref)
+        gone = await hub.get("/risk-hub/worlds/w1/snapshots/latest", expand="true")
+        assert gone.status_code == 502, gone.text
+        assert gone.json()["error"]["code"] == "blob_missing"
+        assert hub.metric("risk_hub_blob_errors_total", operation="get", kind="missing") == 1
 
 
 async def test_event_reaches_the_consumer_once_and_workers_run(hub: HubClient) -> None:

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from riskhub.canonical import dumps_compact as dumps
 from riskhub.errors import (
     BlobCorrupted,
+    BlobMissing,
     ContractError,
     Forbidden,
     MalformedRequest,
@@ -35,6 +36,7 @@ STATUS_BY_ERROR: dict[type[RiskHubError], int] = {
     PayloadTooLarge: 413,
     ContractError: 422,
     BlobCorrupted: 502,
+    BlobMissing: 502,
     Unavailable: 503,
 }
 RETRY_AFTER_S = "1"
@@ -67,6 +69,8 @@ async def _riskhub_error(request: Request, exc: Exception) -> Response:
         # Driver details stay in the log; the client learns what failed and that a retry is safe.
         log.warning("%s %s -> %d %s", request.method, request.url.path, status, exc.message)
         message = f"{exc.code.replace('_', ' ')}; nothing was written, retry later"
+    elif status >= 500:  # the hub's own data is damaged (502): operators must hear of it
+        log.error("%s %s -> %d %s", request.method, request.url.path, status, exc.message)
     return error_response(status, exc.code, message, exc.field)
 
 
