@@ -192,6 +192,7 @@ class Hub:
 
     def _count_write(self, stored: StoredSnapshot, result: InsertResult) -> None:
         stage = stage_label(stored.stage, self.limits.rules.allowed_stages)
+        self.metrics.start_series(stored.world_id, stage)
         if result.created:
             self.metrics.accepted.labels(stored.world_id, stage).inc()
         else:

@@ -97,6 +97,7 @@ class Metrics:
         self.accepted = Counter(
             "risk_hub_snapshot_accepted", "Snapshots stored (201)", WORLD_STAGE, registry=r
         )
+        self._started: set[tuple[str, str]] = set()
         self.producer_violations = Counter(
             "risk_hub_producer_violations",
             "Rejected or non-conforming writes by reason",
@@ -147,3 +148,12 @@ class Metrics:
         )
         self.freshness = FreshnessTracker()
         r.register(self.freshness)
+
+    def start_series(self, world_id: str, stage: str) -> None:
+        """The six counters of a world/stage, at 0 from its first snapshot on: an alert on
+        ``increase(...)`` then sees the first failure, retry, DLQ or expiry too."""
+        if (world_id, stage) in self._started:
+            return
+        self._started.add((world_id, stage))
+        for counter in (self.processed, self.failed, self.retry, self.dlq, self.dedupe, self.expired):
+            counter.labels(world_id, stage)

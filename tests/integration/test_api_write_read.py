@@ -238,6 +238,15 @@ async def test_a_missing_blob_is_the_hubs_failure_on_expand_not_the_readers(
         assert hub.metric("risk_hub_blob_errors_total", operation="get", kind="missing") == 1
 
 
+async def test_a_new_world_and_stage_starts_every_queue_counter_at_zero(hub: HubClient) -> None:
+    """Alerts use ``increase(risk_hub_snapshot_dlq_total[15m]) > 0``: a series that appears only
+    with its first event would make that first event invisible to them."""
+    assert (await hub.post("w1", sample_snapshot(ttl_sec=600))).status_code == 201
+    exposition = (await hub.client.get("/metrics")).text
+    for name in ("processed", "failed", "retry", "dlq", "dedupe", "expired"):
+        assert f'risk_hub_snapshot_{name}_total{{stage="paper",world_id="w1"}}' in exposition, name
+
+
 async def test_event_reaches_the_consumer_once_and_workers_run(hub: HubClient) -> None:
     assert (await hub.post("w1", sample_snapshot(ttl_sec=600))).status_code == 201
     assert (await hub.post("w1", sample_snapshot(ttl_sec=600))).status_code == 200

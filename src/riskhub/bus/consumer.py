@@ -162,6 +162,7 @@ class SnapshotConsumer:
         if item.event is None or item.key is None:  # another event type: not ours
             return
         labels = self._labels(item.event.data)
+        self._metrics.start_series(*labels)
         if self._is_expired(item.event.data):
             batch.counts.append((self._metrics.expired, labels))
         elif batch.known.get(item.key) == OUTCOME_PROCESSED:
