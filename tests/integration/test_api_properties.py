@@ -37,6 +37,10 @@ def backend() -> dict[str, Any]:
 
 world_ids = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}", fullmatch=True)
 ids = st.text(min_size=1, max_size=16)
+# Any text but NUL and lone surrogates (the contract refuses them: no store can index them).
+versions = st.text(
+    st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), min_size=1, max_size=64
+)
 header_safe = st.from_regex(r"[A-Za-z0-9_.-]{1,24}", fullmatch=True)
 finite = st.floats(allow_nan=False, allow_infinity=False)
 numbers = finite | st.integers(min_value=-(2**53), max_value=2**53)
@@ -99,7 +103,7 @@ def valid_posts(draw: st.DrawFn) -> dict[str, Any]:
     world = draw(world_ids)
     body: dict[str, Any] = {
         "as_of": draw(as_of_texts()),
-        "version": draw(st.text(min_size=1, max_size=64)),
+        "version": draw(versions),
         "weights": draw(weight_maps()),
     }
     for name, strategy in OPTIONAL_PARTS.items():

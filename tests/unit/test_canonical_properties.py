@@ -114,6 +114,10 @@ finite = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e6, max_va
 point = finite | st.integers(min_value=-(10**6), max_value=10**6)
 stages = st.sampled_from(["backtest", "paper", "live", "Paper", "LIVE", "BackTest"])
 actors = st.from_regex(r"[A-Za-z0-9_.-]{1,16}", fullmatch=True)
+# Any text but NUL and lone surrogates (the contract refuses them: no store can index them).
+versions = st.text(
+    st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), min_size=1, max_size=40
+)
 
 
 @st.composite
@@ -132,7 +136,7 @@ def snapshots(draw: st.DrawFn) -> dict[str, Any]:
     w = draw(weights())
     body: dict[str, Any] = {
         "as_of": draw(st.sampled_from(["2025-01-01T00:00:00Z", "2025-01-01T09:00:00+09:00", "2024-02-29"])),
-        "version": draw(st.text(min_size=1, max_size=40)),
+        "version": draw(versions),
         "weights": w,
     }
     optional = {
