@@ -265,3 +265,35 @@ def test_monitor_without_worlds_or_token_exits_3(hub: ServerProcess) -> None:
     )
     assert no_token.returncode == 3 and "HUB_TOKEN" in no_token.stderr
     assert stored_versions(hub, "w1") == []
+
+
+# --- one-line errors ---------------------------------------------------------------------------
+
+
+def test_configuration_errors_and_unreachable_services_are_one_line_exit_2(tmp_path: Path) -> None:
+    env = {k: v for k, v in operator_env().items() if not k.startswith("RISKHUB_")}
+    env["RISKHUB_DATA_DIR"] = str(tmp_path / "data")
+    unreachable = f"127.0.0.1:{free_port()}"
+    kafka_down = {**env, "RISKHUB_CONTROLBUS_BROKERS": unreachable, "RISKHUB_DLQ_TOPIC": "policy.dlq"}
+    sqlite = f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    runs = {
+        "worker without brokers": run_riskhub("worker", "--metrics-port", "0", env=env),
+        "worker, broker down": run_riskhub("worker", "--metrics-port", "0", env=kafka_down),
+        "dlq list, broker down": run_riskhub("dlq", "list", env=kafka_down),
+        "backfill, bad dsn": run_riskhub(
+            "backfill", "--dsn", "bogus://x", "--redis", f"redis://{unreachable}", "--world", "w1", env=env
+        ),
+        "backfill, bad redis url": run_riskhub(
+            "backfill", "--dsn", sqlite, "--redis", "notaurl", "--world", "w1", env=env
+        ),
+    }
+    for name, result in runs.items():
+        assert result.returncode == 2, (name, result.stderr)
+        assert "Traceback" not in result.stderr and "Unclosed" not in result.stderr, (name, result.stderr)
+        assert result.stderr.strip().splitlines()[-1].startswith("error: "), (name, result.stderr)
+        if not name.startswith("worker"):  # the worker logs its start-up before the error
+            assert result.stdout == "" and len(result.stderr.strip().splitlines()) == 1, name
+    assert "controlbus_brokers" in runs["worker without brokers"].stderr
+    assert unreachable in runs["dlq list, broker down"].stderr
+    assert "unsupported scheme in 'bogus'" in runs["backfill, bad dsn"].stderr
+    assert "Redis URL" in runs["backfill, bad redis url"].stderr

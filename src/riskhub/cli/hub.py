@@ -14,10 +14,10 @@ from pydantic import SecretStr
 
 from riskhub.cli.common import (
     DsnOption,
+    add_command,
     configure_logging,
     database_kind,
     fail,
-    run_or_fail,
     settings_with,
     tune_gc_for_service,
 )
@@ -93,7 +93,7 @@ def worker(
         finally:
             await parts.stop()
 
-    run_or_fail(run())
+    asyncio.run(run())
 
 
 def relay(metrics_port: MetricsPort = 9102, metrics_host: MetricsHost = "127.0.0.1") -> None:
@@ -115,7 +115,7 @@ def relay(metrics_port: MetricsPort = 9102, metrics_host: MetricsHost = "127.0.0
         finally:
             await parts.stop()
 
-    run_or_fail(run())
+    asyncio.run(run())
 
 
 def _serve_metrics(registry: CollectorRegistry, host: str, port: int) -> None:
@@ -149,4 +149,4 @@ def migrate(dsn: DsnOption = None, schema: Annotated[str | None, typer.Option()]
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the app."""
     for command in (serve, worker, relay, migrate):
-        app.command()(command)
+        add_command(app, command)

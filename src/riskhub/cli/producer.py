@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from riskhub.cli.common import fail, settings_with
+from riskhub.cli.common import add_command, fail, settings_with
 from riskhub.config import Settings
 from riskhub.contract import ContractRules, normalize_snapshot, parse_json
 from riskhub.errors import RequestRejected, RiskHubError, Unavailable
@@ -248,4 +248,4 @@ async def _check_freshness(
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the app."""
     for command in (publish, monitor, lint):
-        app.command()(command)
+        add_command(app, command)
