@@ -3,7 +3,8 @@
 ``--json``).
 
 Runs ``riskhub monitor`` with the same flags (``--token`` defaults to env ``HUB_TOKEN``). Nagios
-exit codes: 0 OK, 1 WARN, 2 CRIT or no snapshot, 3 hub unreachable or token refused.
+exit codes: 0 OK, 1 WARN, 2 CRIT or no snapshot, 3 hub unreachable, token refused or bad
+arguments.
 """
 
 import sys

@@ -297,3 +297,13 @@ def test_configuration_errors_and_unreachable_services_are_one_line_exit_2(tmp_p
     assert unreachable in runs["dlq list, broker down"].stderr
     assert "unsupported scheme in 'bogus'" in runs["backfill, bad dsn"].stderr
     assert "Redis URL" in runs["backfill, bad redis url"].stderr
+
+
+def test_monitor_bad_arguments_exit_3_with_the_usage(hub: ServerProcess) -> None:
+    for args in (("--warn-seconds", "abc"), ("--bogus",)):
+        script = run_script(MONITOR, "--base-url", hub.url, "--world", "w1", *args)
+        command = run_riskhub("monitor", "--base-url", hub.url, "--world", "w1", *args)
+        for result in (script, command):
+            assert result.returncode == 3, (args, result.stderr)
+            assert "Usage:" in result.stderr and "Traceback" not in result.stderr
+    assert run_riskhub("publish", "--bogus").returncode == 2  # other commands: click's usual 2

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, NoReturn, ParamSpec
 
 import typer
+from typer.core import TyperCommand
 
 from riskhub.config import Settings
 from riskhub.errors import RiskHubError
@@ -61,9 +62,15 @@ def reporting_failures(command: Callable[P, None]) -> Callable[P, None]:
     return run
 
 
-def add_command(app: typer.Typer, command: Callable[..., None], *, name: str | None = None) -> None:
+def add_command(
+    app: typer.Typer,
+    command: Callable[..., None],
+    *,
+    name: str | None = None,
+    cls: type[TyperCommand] | None = None,
+) -> None:
     """Register ``command`` on ``app`` behind the error boundary."""
-    app.command(name)(reporting_failures(command))
+    app.command(name, cls=cls)(reporting_failures(command))
 
 
 def configure_logging(level: str) -> None:

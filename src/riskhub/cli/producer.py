@@ -9,6 +9,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from typer._click import Context as ClickContext  # typer (0.29, locked) vendors its own click
+from typer._click.exceptions import UsageError
+from typer.core import TyperCommand
 
 from riskhub.cli.common import add_command, fail, settings_with
 from riskhub.config import Settings
@@ -191,7 +194,7 @@ def monitor(
     """Freshness of the latest snapshot per world (and stage): OK / WARN / CRIT / MISSING.
 
     Nagios exit codes: 0 OK, 1 WARN, 2 CRIT or no snapshot, 3 hub unreachable, token refused or
-    missing arguments. Prints the status line first, then a table (or JSON with --json)."""
+    bad or missing arguments. Prints the status line first, then a table (or JSON with --json)."""
     from riskhub.monitor import Thresholds
 
     problem = _monitor_usage_problem(base_url, world, token, warn_seconds, crit_seconds)
@@ -212,6 +215,17 @@ def monitor(
         typer.echo(report.summary())
         Console().print(report.table())
     raise typer.Exit(report.exit_code)
+
+
+class _NagiosUsageCommand(TyperCommand):
+    """A command line the monitor cannot parse is UNKNOWN (3) to Nagios, not click's 2 (CRIT)."""
+
+    def parse_args(self, ctx: ClickContext, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except UsageError as exc:  # unknown option, unparseable value (BadParameter)
+            exc.exit_code = MONITOR_UNKNOWN
+            raise
 
 
 def _monitor_usage_problem(
@@ -247,5 +261,6 @@ async def _check_freshness(
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the app."""
-    for command in (publish, monitor, lint):
-        add_command(app, command)
+    add_command(app, publish)
+    add_command(app, monitor, cls=_NagiosUsageCommand)
+    add_command(app, lint)
