@@ -4,7 +4,8 @@
 
 Runs ``riskhub publish`` with the same flags (``--token`` defaults to env ``HUB_TOKEN``;
 ``--inline-cov-threshold`` and ``--blob-url`` offload large parts). Exit 0 stored or already
-stored, 1 contract violation (nothing sent), 2 refused by the hub, 3 hub unreachable.
+stored, 1 nothing sent (contract violation, or bad usage: no token, unreadable file, invalid
+URL), 2 refused by the hub, 3 hub unreachable.
 """
 
 import sys

@@ -88,7 +88,7 @@ def test_publish_reads_the_token_from_hub_token(hub: ServerProcess) -> None:
     result = run_script(PUBLISH, *args, env=operator_env(HUB_TOKEN=TOKEN))
     assert result.returncode == 0, result.stderr
     without = run_script(PUBLISH, *args, env={**operator_env(), "HUB_TOKEN": ""})
-    assert without.returncode == 2 and "HUB_TOKEN" in without.stderr
+    assert without.returncode == 1 and "HUB_TOKEN" in without.stderr  # bad usage: nothing was sent
 
 
 def test_contract_violations_exit_1_naming_the_field_before_any_request(
@@ -114,6 +114,23 @@ def test_contract_violations_exit_1_naming_the_field_before_any_request(
         assert out == "" and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     lint = run_riskhub("lint", "--world", "w1", str(bad))
     assert lint.returncode == 1 and "weights: must sum to 1" in lint.stdout
+
+
+BAD_TOKENS = ("tok\r\nX-Evil: 1", "t\u00f6k-en", "two words")
+
+
+def test_bad_usage_exits_1_before_any_request_and_never_prints_the_token(hub: ServerProcess) -> None:
+    with ScriptedProxy(hub.url) as proxy:
+        bad_tokens = [publish(proxy.url, new_world(), SAMPLE, "--token", token) for token in BAD_TOKENS]
+    assert proxy.seen == []
+    for token, (code, out, err) in zip(BAD_TOKENS, bad_tokens, strict=True):
+        assert code == 1 and "token: must be printable ASCII without spaces" in err, err
+        assert token not in out + err and "Traceback" not in err
+    bad_url = run_script(
+        PUBLISH, "--base-url", "notaurl", "--world", "w1", "--snapshot", str(SAMPLE), "--token", TOKEN
+    )
+    assert bad_url.returncode == 1 and bad_url.stderr.startswith("error: base_url: must be an http")
+    assert "attempt" not in bad_url.stderr and len(bad_url.stderr.strip().splitlines()) == 1
 
 
 def test_refusals_by_the_hub_exit_2(hub: ServerProcess, tmp_path: Path) -> None:
@@ -255,6 +272,14 @@ def test_monitor_exits_3_when_the_token_is_wrong(hub: ServerProcess) -> None:
     post_fresh(hub, world, age_s=5, version="fresh")
     code, out = monitor(hub.url, "--world", world, token="not-a-token")
     assert code == 3 and "Authorization: unknown token" in out and "not-a-token" not in out
+
+
+def test_monitor_exits_3_on_a_token_that_cannot_be_sent_and_never_prints_it(hub: ServerProcess) -> None:
+    for token in BAD_TOKENS:
+        result = run_script(MONITOR, "--base-url", hub.url, "--world", "w1", "--token", token)
+        assert result.returncode == 3, result.stderr
+        assert "token: must be printable ASCII without spaces" in result.stdout + result.stderr
+        assert token not in result.stdout + result.stderr and "Traceback" not in result.stderr
 
 
 def test_monitor_without_worlds_or_token_exits_3(hub: ServerProcess) -> None:

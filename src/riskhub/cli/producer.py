@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -13,7 +13,7 @@ from typer._click import Context as ClickContext  # typer (0.29, locked) vendors
 from typer._click.exceptions import UsageError
 from typer.core import TyperCommand
 
-from riskhub.cli.common import add_command, fail, settings_with
+from riskhub.cli.common import add_command, settings_with
 from riskhub.config import Settings
 from riskhub.contract import ContractRules, normalize_snapshot, parse_json
 from riskhub.errors import RequestRejected, RiskHubError, Unavailable
@@ -88,12 +88,13 @@ def publish(
 ) -> None:
     """Validate a snapshot file with the shared contract, offload large parts, POST with retries.
 
-    Exit 0 stored (201) or already stored (200), 1 contract violation (nothing sent), 2 refused by
-    the hub (400/401/403/409/413/422), 3 hub or blob store unreachable after retries."""
+    Exit 0 stored (201) or already stored (200), 1 nothing sent: contract violation or bad usage
+    (no token, unreadable file, invalid URL), 2 refused by the hub (400/401/403/409/413/422), 3 hub
+    or blob store unreachable after retries. (Options click cannot parse exit 2, as everywhere.)"""
     from riskhub.client import DEFAULT_INLINE_COV_THRESHOLD, AsyncRiskHubClient, RetryPolicy
 
     if not token:
-        fail("no token: pass --token or set HUB_TOKEN")
+        _bad_usage("no token: pass --token or set HUB_TOKEN")
     doc = _read_snapshot_file(snapshot)
     settings = settings_with(blob_url=blob_url, s3_endpoint_url=s3_endpoint_url)
     if blob_url is None and inline_cov_threshold is not None:
@@ -102,21 +103,33 @@ def publish(
         )
 
     async def run() -> int:
-        client = AsyncRiskHubClient(
-            base_url,
-            token,
-            actor=actor,
-            stage=stage,
-            timeout_s=timeout_seconds,
-            retry=RetryPolicy(max_attempts=max_attempts, budget_s=retry_budget_seconds),
-            inline_cov_threshold=inline_cov_threshold or DEFAULT_INLINE_COV_THRESHOLD,
-            blobs=None if blob_url is None else _blob_store(settings),
-            rules=_publish_rules(settings, allowed_actors, allowed_stages),
-        )
+        blobs = None if blob_url is None else _blob_store(settings)
+        try:
+            client = AsyncRiskHubClient(
+                base_url,
+                token,
+                actor=actor,
+                stage=stage,
+                timeout_s=timeout_seconds,
+                retry=RetryPolicy(max_attempts=max_attempts, budget_s=retry_budget_seconds),
+                inline_cov_threshold=inline_cov_threshold or DEFAULT_INLINE_COV_THRESHOLD,
+                blobs=blobs,
+                rules=_publish_rules(settings, allowed_actors, allowed_stages),
+            )
+        except ValueError as exc:  # base_url or token unusable (the message never quotes a token)
+            if blobs is not None:
+                await blobs.close()
+            _bad_usage(str(exc))
         async with client:
             return await _publish_once(client, world, doc)
 
     raise typer.Exit(asyncio.run(run()))
+
+
+def _bad_usage(message: str) -> NoReturn:
+    """A local usage error of publish: the exit code it shares with a local contract violation."""
+    typer.echo(f"error: {message} (nothing was sent)", err=True)
+    raise typer.Exit(PUBLISH_INVALID)
 
 
 def _read_snapshot_file(path: Path) -> Any:
@@ -151,7 +164,7 @@ def _blob_store(settings: Settings) -> BlobStore:
     try:
         return build_blobs(settings)
     except ValueError as exc:
-        fail(str(exc))
+        _bad_usage(str(exc))
 
 
 async def _publish_once(client: AsyncRiskHubClient, world: str, doc: Any) -> int:
@@ -206,6 +219,9 @@ def monitor(
         report = asyncio.run(
             _check_freshness(base_url, token, world, stage or [], thresholds, timeout_seconds)
         )
+    except ValueError as exc:  # base_url or token unusable (the message never quotes a token)
+        typer.echo(f"RISKHUB FRESHNESS UNKNOWN - {exc}", err=True)
+        raise typer.Exit(MONITOR_UNKNOWN) from None
     except Exception as exc:  # a crashed check must say UNKNOWN (3), never exit 1 (WARN)
         typer.echo(f"RISKHUB FRESHNESS UNKNOWN - monitor failed: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(MONITOR_UNKNOWN) from None
