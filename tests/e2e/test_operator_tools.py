@@ -4,6 +4,9 @@ offload, `risk_hub_monitor.py` Nagios exit codes from the `as_of` of real POSTs.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -332,3 +335,36 @@ def test_monitor_bad_arguments_exit_3_with_the_usage(hub: ServerProcess) -> None
             assert result.returncode == 3, (args, result.stderr)
             assert "Usage:" in result.stderr and "Traceback" not in result.stderr
     assert run_riskhub("publish", "--bogus").returncode == 2  # other commands: click's usual 2
+
+
+# --- the scripts from a python without the project's dependencies ------------------------------
+
+BARE_PYTHON = [str(Path(sys.base_prefix) / "bin" / "python3"), "-S"]  # -S: no site-packages at all
+
+
+def test_a_script_run_with_a_bare_python_reruns_itself_with_the_project_venv(hub: ServerProcess) -> None:
+    world = new_world()
+    post_fresh(hub, world, age_s=5, version="fresh")
+    args = ["--base-url", hub.url, "--world", world, "--token", TOKEN]
+    result = subprocess.run(
+        [*BARE_PYTHON, f"scripts/{MONITOR}", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"RISKHUB FRESHNESS OK - {world} OK ")
+
+
+@pytest.mark.parametrize(("script", "code"), [(MONITOR, 3), (PUBLISH, 1), ("backfill_risk_snapshots.py", 2)])
+def test_without_a_venv_a_script_says_how_to_run_it_in_one_line(
+    tmp_path: Path, script: str, code: int
+) -> None:
+    (tmp_path / "src").symlink_to(ROOT / "src")  # a checkout never synced: no .venv
+    shutil.copytree(ROOT / "scripts", tmp_path / "scripts")
+    result = subprocess.run(
+        [*BARE_PYTHON, f"scripts/{script}", "--world", "w1"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == code and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and f"uv run python scripts/{script} " in result.stderr
