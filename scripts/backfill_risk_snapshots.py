@@ -3,12 +3,7 @@
 Runs ``riskhub backfill`` with the same flags (``--world`` repeatable, ``--all``, ``--re-emit``).
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # also from a plain checkout
-
-from riskhub.cli import app
+from runbook_entry import run_riskhub  # scripts/ is on sys.path: it is this script's directory
 
 if __name__ == "__main__":
-    app(["backfill", *sys.argv[1:]], prog_name="backfill_risk_snapshots.py")
+    run_riskhub("backfill", script="backfill_risk_snapshots.py", cannot_start_exit=2)

@@ -4,15 +4,11 @@
 
 Runs ``riskhub publish`` with the same flags (``--token`` defaults to env ``HUB_TOKEN``;
 ``--inline-cov-threshold`` and ``--blob-url`` offload large parts). Exit 0 stored or already
-stored, 1 contract violation (nothing sent), 2 refused by the hub, 3 hub unreachable.
+stored, 1 nothing sent (contract violation, or bad usage: no token, unreadable file, invalid
+URL), 2 refused by the hub, 3 hub unreachable.
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # also from a plain checkout
-
-from riskhub.cli import app
+from runbook_entry import run_riskhub  # scripts/ is on sys.path: it is this script's directory
 
 if __name__ == "__main__":
-    app(["publish", *sys.argv[1:]], prog_name="publish_risk_hub_snapshot.py")
+    run_riskhub("publish", script="publish_risk_hub_snapshot.py", cannot_start_exit=1)

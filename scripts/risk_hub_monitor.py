@@ -3,15 +3,11 @@
 ``--json``).
 
 Runs ``riskhub monitor`` with the same flags (``--token`` defaults to env ``HUB_TOKEN``). Nagios
-exit codes: 0 OK, 1 WARN, 2 CRIT or no snapshot, 3 hub unreachable or token refused.
+exit codes: 0 OK, 1 WARN, 2 CRIT or no snapshot, 3 hub unreachable, token refused or bad
+arguments.
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # also from a plain checkout
-
-from riskhub.cli import app
+from runbook_entry import run_riskhub  # scripts/ is on sys.path: it is this script's directory
 
 if __name__ == "__main__":
-    app(["monitor", *sys.argv[1:]], prog_name="risk_hub_monitor.py")
+    run_riskhub("monitor", script="risk_hub_monitor.py", cannot_start_exit=3)

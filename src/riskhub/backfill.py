@@ -20,7 +20,7 @@ class BackfillReport:
     """What a backfill did."""
 
     worlds: int = 0
-    cached: int = 0
+    cached: int = 0  # entries written; an expired snapshot or an older one than the entry is not
     missing: list[str] = field(default_factory=list)
     re_emitted: int = 0
 
@@ -34,7 +34,9 @@ async def backfill_latest(
     re_emit: bool = False,
     on_world: Callable[[str], None] = lambda _: None,
 ) -> BackfillReport:
-    """Offer each world's newest snapshot (overall and per stage) to the cache."""
+    """Offer each world's newest snapshot (overall and per stage) to the cache. An unreachable
+    cache raises ``CacheUnavailable`` before anything is read, even when nothing needs writing."""
+    await cache.ping()
     report = BackfillReport()
     for world_id in world_ids:
         report.worlds += 1
@@ -43,18 +45,24 @@ async def backfill_latest(
             report.missing.append(world_id)
             on_world(world_id)
             continue
-        await cache.offer(newest, (None,))
-        report.cached += 1
+        report.cached += await offer_and_check(cache, newest, None)
         for stage in stages:
             in_stage = await store.latest_snapshot(world_id, stage=stage)
             if in_stage is not None:
-                await cache.offer(in_stage, (stage,))
-                report.cached += 1
+                report.cached += await offer_and_check(cache, in_stage, stage)
         if re_emit:
             await store.enqueue_event(reemit_event(newest))
             report.re_emitted += 1
         on_world(world_id)
     return report
+
+
+async def offer_and_check(cache: LatestCache, snapshot: StoredSnapshot, scope: str | None) -> bool:
+    """Offer ``snapshot`` for one scope; True if the cache now holds it. The cache skips expired
+    snapshots and keeps a newer entry without saying so, hence the read back."""
+    await cache.offer(snapshot, (scope,))
+    held = await cache.get(snapshot.world_id, scope)
+    return held is not None and (held.version, held.hash) == (snapshot.version, snapshot.hash)
 
 
 def reemit_event(snapshot: StoredSnapshot) -> NewOutboxEvent:

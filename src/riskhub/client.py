@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -78,6 +79,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_INLINE_COV_THRESHOLD = 256 * 1024  # bytes of a part's canonical JSON, as the hub's default
 HASH_ALGORITHM = "blake3"  # what existing producers send (DESIGN: RiskHubClient sends blake3)
+# Visible ASCII: a header value httpx can send. Anything else (CR, LF, non-ASCII) made httpx
+# raise an error that quotes the whole header, token included.
+_TOKEN = re.compile(r"[!-~]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +144,8 @@ class AsyncRiskHubClient:
     """Publish and read snapshots on one hub. ``blobs``, when given, receives the parts over
     ``inline_cov_threshold``; it must be the hub's own store (the hub only accepts refs into it).
     Without it, parts go inline and the hub offloads what is over its own threshold. The client
-    closes ``blobs`` with itself."""
+    closes ``blobs`` with itself. A ``base_url`` that is not http(s) or a token that cannot be a
+    header value raises ``ValueError`` here, before any request (the message never quotes the token)."""
 
     def __init__(
         self,
@@ -157,7 +162,10 @@ class AsyncRiskHubClient:
         rules: ContractRules = ContractRules(),
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        self.base_url = _checked_base_url(base_url).rstrip("/")
+        if not _TOKEN.fullmatch(token):
+            raise ValueError("token: must be printable ASCII without spaces")
+        self.__token = token  # only to redact it from errors of lower layers
         self.actor, self.stage = actor, stage
         self.retry, self.rules = retry, rules
         self.inline_cov_threshold = inline_cov_threshold
@@ -307,9 +315,11 @@ class AsyncRiskHubClient:
         try:
             response = await self._http.send(request)
         except httpx.TransportError as exc:  # refused, reset, DNS, timeouts, protocol errors
+            reason = describe_transport_error(exc)
+            echoed = self.__token in reason  # never chain (or print) an error that quotes the token
             raise HubUnavailable(
-                f"{target}: hub at {self.base_url} unreachable: {describe_transport_error(exc)}"
-            ) from exc
+                f"{target}: hub at {self.base_url} unreachable: {reason.replace(self.__token, '<token>')}"
+            ) from (None if echoed else exc)
         status = response.status_code
         if status == 429 or status >= 500:
             raise HubUnavailable(
@@ -402,6 +412,16 @@ def _log_retry(state: RetryCallState) -> None:
     failure = state.outcome.exception() if state.outcome is not None else None
     wait_s = state.next_action.sleep if state.next_action is not None else 0.0
     log.warning("attempt %d failed: %s; retrying in %.2f s", state.attempt_number, failure, wait_s)
+
+
+def _checked_base_url(base_url: str) -> str:
+    try:
+        url = httpx.URL(base_url)
+    except httpx.InvalidURL:
+        url = httpx.URL()
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(f"base_url: must be an http:// or https:// URL, got {base_url!r}")
+    return base_url
 
 
 def _snapshots_path(world_id: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -12,16 +13,20 @@ import pytest
 import redis.asyncio as aioredis
 
 from conftest import ROOT, Production, sample_snapshot
+from services import free_port
 
 
-def run_backfill(production: Production, *args: str) -> subprocess.CompletedProcess[str]:
+def run_backfill(
+    production: Production, *args: str, redis: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "RISKHUB_DATABASE_SCHEMA": production.namespace,
         "RISKHUB_CACHE_PREFIX": f"{production.namespace}:",
     }
     script = ROOT / "scripts/backfill_risk_snapshots.py"
-    command = [sys.executable, str(script), "--dsn", production.postgres.dsn, "--redis", production.redis.url]
+    redis_url = redis or production.redis.url
+    command = [sys.executable, str(script), "--dsn", production.postgres.dsn, "--redis", redis_url]
     return subprocess.run([*command, *args], env=env, capture_output=True, text=True, timeout=60)
 
 
@@ -55,6 +60,23 @@ async def test_backfill_repopulates_the_cache_from_the_store(
     assert again.returncode == 0, again.stderr
     assert "backfilled 2 worlds" in again.stdout and "2 events re-emitted" in again.stdout
     await client.aclose()
+
+
+@pytest.mark.parametrize("backend", [{"backend": "production"}])
+async def test_backfill_counts_only_the_entries_it_wrote_and_fails_on_an_unreachable_cache(
+    make_hub: Callable[..., Any], production: Production
+) -> None:
+    async with make_hub(**production.settings()) as hub:
+        assert (await hub.post("w1", sample_snapshot(version="short", ttl_sec=1))).status_code == 201
+    await asyncio.sleep(1.2)  # expired: nothing to write, the cache keeps no expired snapshot
+
+    live = run_backfill(production, "--world", "w1")
+    assert live.returncode == 0, live.stderr
+    assert "backfilled 1 worlds: 0 cache entries," in live.stdout
+
+    down = run_backfill(production, "--world", "w1", redis=f"redis://127.0.0.1:{free_port()}")
+    assert (down.returncode, down.stdout.strip()) == (2, "")
+    assert down.stderr.startswith("error: cache: ") and len(down.stderr.strip().splitlines()) == 1
 
 
 def test_backfill_needs_worlds_and_redis(production: Production) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -126,7 +127,7 @@ def test_serve_without_settings_generates_a_token_and_accepts_writes(tmp_path: P
         text=True,
     ) as proc:
         try:
-            token = read_generated_token(proc)
+            token, banner = read_banner(proc)
             wait_for(lambda: tcp_accepts(port))
             response = httpx.post(
                 f"http://127.0.0.1:{port}/risk-hub/worlds/w1/snapshots",
@@ -138,11 +139,48 @@ def test_serve_without_settings_generates_a_token_and_accepts_writes(tmp_path: P
         finally:
             proc.terminate()
             proc.wait(timeout=15)
+    assert banner.count(token) == 1  # only on the "generated ... (shown once)" line
+    assert (
+        f'try: export HUB_TOKEN=<the token above>; curl -H "Authorization: Bearer $HUB_TOKEN"'
+        f" http://127.0.0.1:{port}/risk-hub/worlds/w1/snapshots/latest" in banner
+    )
 
 
-def read_generated_token(proc: subprocess.Popen[str]) -> str:
+def read_banner(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """The generated token and every line up to the ``try:`` hint."""
     assert proc.stdout is not None
+    lines, token = [], None
     for line in proc.stdout:
+        lines.append(line)
         if "generated read-write token" in line:
-            return line.rsplit(" ", 1)[1].strip()
-    raise AssertionError("serve printed no generated token")
+            token = line.rsplit(" ", 1)[1].strip()
+        if line.startswith("try:"):
+            break
+    assert token is not None, "serve printed no generated token"
+    return token, "".join(lines)
+
+
+def test_serve_with_tokens_set_hints_a_curl_that_expands_hub_token(tmp_path: Path) -> None:
+    server = ServerProcess({"RISKHUB_TOKENS": TOKEN, "RISKHUB_DATA_DIR": str(tmp_path)}, tmp_path / "log")
+    server.start()
+    server.stop()
+    banner = server.log_path.read_text()
+    assert f'try: curl -H "Authorization: Bearer $HUB_TOKEN" {server.url}/' in banner
+    assert TOKEN not in banner
+
+
+def test_serve_on_a_port_in_use_fails_before_printing_a_token(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RISKHUB_")}
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "riskhub.cli", "serve", "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 2 and result.stdout == "", result.stdout
+    assert result.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}: ")
+    assert len(result.stderr.strip().splitlines()) == 1

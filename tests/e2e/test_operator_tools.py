@@ -4,6 +4,9 @@ offload, `risk_hub_monitor.py` Nagios exit codes from the `as_of` of real POSTs.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -88,7 +91,7 @@ def test_publish_reads_the_token_from_hub_token(hub: ServerProcess) -> None:
     result = run_script(PUBLISH, *args, env=operator_env(HUB_TOKEN=TOKEN))
     assert result.returncode == 0, result.stderr
     without = run_script(PUBLISH, *args, env={**operator_env(), "HUB_TOKEN": ""})
-    assert without.returncode == 2 and "HUB_TOKEN" in without.stderr
+    assert without.returncode == 1 and "HUB_TOKEN" in without.stderr  # bad usage: nothing was sent
 
 
 def test_contract_violations_exit_1_naming_the_field_before_any_request(
@@ -114,6 +117,23 @@ def test_contract_violations_exit_1_naming_the_field_before_any_request(
         assert out == "" and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     lint = run_riskhub("lint", "--world", "w1", str(bad))
     assert lint.returncode == 1 and "weights: must sum to 1" in lint.stdout
+
+
+BAD_TOKENS = ("tok\r\nX-Evil: 1", "t\u00f6k-en", "two words")
+
+
+def test_bad_usage_exits_1_before_any_request_and_never_prints_the_token(hub: ServerProcess) -> None:
+    with ScriptedProxy(hub.url) as proxy:
+        bad_tokens = [publish(proxy.url, new_world(), SAMPLE, "--token", token) for token in BAD_TOKENS]
+    assert proxy.seen == []
+    for token, (code, out, err) in zip(BAD_TOKENS, bad_tokens, strict=True):
+        assert code == 1 and "token: must be printable ASCII without spaces" in err, err
+        assert token not in out + err and "Traceback" not in err
+    bad_url = run_script(
+        PUBLISH, "--base-url", "notaurl", "--world", "w1", "--snapshot", str(SAMPLE), "--token", TOKEN
+    )
+    assert bad_url.returncode == 1 and bad_url.stderr.startswith("error: base_url: must be an http")
+    assert "attempt" not in bad_url.stderr and len(bad_url.stderr.strip().splitlines()) == 1
 
 
 def test_refusals_by_the_hub_exit_2(hub: ServerProcess, tmp_path: Path) -> None:
@@ -257,6 +277,14 @@ def test_monitor_exits_3_when_the_token_is_wrong(hub: ServerProcess) -> None:
     assert code == 3 and "Authorization: unknown token" in out and "not-a-token" not in out
 
 
+def test_monitor_exits_3_on_a_token_that_cannot_be_sent_and_never_prints_it(hub: ServerProcess) -> None:
+    for token in BAD_TOKENS:
+        result = run_script(MONITOR, "--base-url", hub.url, "--world", "w1", "--token", token)
+        assert result.returncode == 3, result.stderr
+        assert "token: must be printable ASCII without spaces" in result.stdout + result.stderr
+        assert token not in result.stdout + result.stderr and "Traceback" not in result.stderr
+
+
 def test_monitor_without_worlds_or_token_exits_3(hub: ServerProcess) -> None:
     no_world = run_script(MONITOR, "--base-url", hub.url, "--token", TOKEN)
     assert no_world.returncode == 3 and "--world" in no_world.stderr
@@ -265,3 +293,78 @@ def test_monitor_without_worlds_or_token_exits_3(hub: ServerProcess) -> None:
     )
     assert no_token.returncode == 3 and "HUB_TOKEN" in no_token.stderr
     assert stored_versions(hub, "w1") == []
+
+
+# --- one-line errors ---------------------------------------------------------------------------
+
+
+def test_configuration_errors_and_unreachable_services_are_one_line_exit_2(tmp_path: Path) -> None:
+    env = {k: v for k, v in operator_env().items() if not k.startswith("RISKHUB_")}
+    env["RISKHUB_DATA_DIR"] = str(tmp_path / "data")
+    unreachable = f"127.0.0.1:{free_port()}"
+    kafka_down = {**env, "RISKHUB_CONTROLBUS_BROKERS": unreachable, "RISKHUB_DLQ_TOPIC": "policy.dlq"}
+    sqlite = f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    runs = {
+        "worker without brokers": run_riskhub("worker", "--metrics-port", "0", env=env),
+        "worker, broker down": run_riskhub("worker", "--metrics-port", "0", env=kafka_down),
+        "dlq list, broker down": run_riskhub("dlq", "list", env=kafka_down),
+        "backfill, bad dsn": run_riskhub(
+            "backfill", "--dsn", "bogus://x", "--redis", f"redis://{unreachable}", "--world", "w1", env=env
+        ),
+        "backfill, bad redis url": run_riskhub(
+            "backfill", "--dsn", sqlite, "--redis", "notaurl", "--world", "w1", env=env
+        ),
+    }
+    for name, result in runs.items():
+        assert result.returncode == 2, (name, result.stderr)
+        assert "Traceback" not in result.stderr and "Unclosed" not in result.stderr, (name, result.stderr)
+        assert result.stderr.strip().splitlines()[-1].startswith("error: "), (name, result.stderr)
+        if not name.startswith("worker"):  # the worker logs its start-up before the error
+            assert result.stdout == "" and len(result.stderr.strip().splitlines()) == 1, name
+    assert "controlbus_brokers" in runs["worker without brokers"].stderr
+    assert unreachable in runs["dlq list, broker down"].stderr
+    assert "unsupported scheme in 'bogus'" in runs["backfill, bad dsn"].stderr
+    assert "Redis URL" in runs["backfill, bad redis url"].stderr
+
+
+def test_monitor_bad_arguments_exit_3_with_the_usage(hub: ServerProcess) -> None:
+    for args in (("--warn-seconds", "abc"), ("--bogus",)):
+        script = run_script(MONITOR, "--base-url", hub.url, "--world", "w1", *args)
+        command = run_riskhub("monitor", "--base-url", hub.url, "--world", "w1", *args)
+        for result in (script, command):
+            assert result.returncode == 3, (args, result.stderr)
+            assert "Usage:" in result.stderr and "Traceback" not in result.stderr
+    assert run_riskhub("publish", "--bogus").returncode == 2  # other commands: click's usual 2
+
+
+# --- the scripts from a python without the project's dependencies ------------------------------
+
+BARE_PYTHON = [str(Path(sys.base_prefix) / "bin" / "python3"), "-S"]  # -S: no site-packages at all
+
+
+def test_a_script_run_with_a_bare_python_reruns_itself_with_the_project_venv(hub: ServerProcess) -> None:
+    world = new_world()
+    post_fresh(hub, world, age_s=5, version="fresh")
+    args = ["--base-url", hub.url, "--world", world, "--token", TOKEN]
+    result = subprocess.run(
+        [*BARE_PYTHON, f"scripts/{MONITOR}", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"RISKHUB FRESHNESS OK - {world} OK ")
+
+
+@pytest.mark.parametrize(("script", "code"), [(MONITOR, 3), (PUBLISH, 1), ("backfill_risk_snapshots.py", 2)])
+def test_without_a_venv_a_script_says_how_to_run_it_in_one_line(
+    tmp_path: Path, script: str, code: int
+) -> None:
+    (tmp_path / "src").symlink_to(ROOT / "src")  # a checkout never synced: no .venv
+    shutil.copytree(ROOT / "scripts", tmp_path / "scripts")
+    result = subprocess.run(
+        [*BARE_PYTHON, f"scripts/{script}", "--world", "w1"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == code and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and f"uv run python scripts/{script} " in result.stderr

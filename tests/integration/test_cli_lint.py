@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -40,3 +41,11 @@ def test_lint_without_world_uses_the_file_or_says_what_is_missing(tmp_path: Path
     result = CliRunner().invoke(app, ["lint", str(SAMPLES[0])])
     assert result.exit_code == 1
     assert "world_id: not in the file; pass --world" in result.output
+
+
+def test_the_readmes_lint_example_passes_on_every_shipped_sample() -> None:
+    [example] = re.findall(r"`riskhub (lint [^`]*)`", (ROOT / "README.md").read_text())
+    assert example.endswith(" FILE...")
+    args = example.removesuffix(" FILE...").split()
+    result = CliRunner().invoke(app, [*args, *map(str, SAMPLES)])
+    assert result.exit_code == 0, result.output

@@ -26,6 +26,7 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from riskhub.bus import NotSentYet, ReceivedRecord
 from riskhub.bus.codec import KafkaRecord
 from riskhub.bus.consumer import SnapshotConsumer
+from riskhub.errors import Unavailable
 from riskhub.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -171,7 +172,7 @@ async def read_topic(brokers: str, topic: str) -> list[ConsumerRecord]:
     a fetch comes back empty: Tansu reports a partition's end in record batches, not records
     (seen: 1 after a 5-record batch)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=brokers, enable_auto_commit=False)
-    await consumer.start()
+    await start_consumer(consumer, brokers)
     try:
         partitions = await _partitions(consumer, topic)
         if not partitions:
@@ -188,6 +189,18 @@ async def read_topic(brokers: str, topic: str) -> list[ConsumerRecord]:
                 records.extend(batch)
     finally:
         await consumer.stop()
+
+
+async def start_consumer(consumer: AIOKafkaConsumer, brokers: str) -> None:
+    """Start ``consumer``; a broker that cannot be reached is ``Unavailable`` (and the consumer is
+    closed, so nothing is left unclosed behind the error)."""
+    try:
+        await consumer.start()
+    except BaseException as exc:
+        await consumer.stop()
+        if isinstance(exc, KafkaError):
+            raise Unavailable(f"kafka at {brokers}: {exc}") from exc
+        raise
 
 
 async def _behind(consumer: AIOKafkaConsumer, end: dict[TopicPartition, int]) -> bool:
@@ -255,7 +268,7 @@ class KafkaWorker:
         )
         kafka.subscribe([self._topic], listener=_CommitOnRevoke(self))
         self._kafka = kafka
-        await kafka.start()
+        await start_consumer(kafka, self._brokers)
         try:
             while not (stop is not None and stop.is_set()):
                 if max_records is not None and self.handled >= max_records:

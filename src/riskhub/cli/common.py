@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import gc
 import logging
-from collections.abc import Coroutine
-from typing import Annotated, Any, NoReturn
+from collections.abc import Callable
+from typing import Annotated, Any, NoReturn, ParamSpec
 
 import typer
+from typer.core import TyperCommand
 
 from riskhub.config import Settings
 from riskhub.errors import RiskHubError
@@ -41,12 +42,35 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
-def run_or_fail(main: Coroutine[Any, Any, None]) -> None:
-    """Run a command's coroutine; the hub's own errors become a one-line failure."""
-    try:
-        asyncio.run(main)
-    except RiskHubError as exc:
-        fail(exc.message)
+P = ParamSpec("P")
+
+
+def reporting_failures(command: Callable[P, None]) -> Callable[P, None]:
+    """The command line's one error boundary: a configuration error (``ValueError``, e.g. an
+    unsupported URL scheme), an unreachable service (``Unavailable``, ``OSError``) or any other
+    error riskhub raises on purpose is one line on stderr and exit 2, never a traceback."""
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            command(*args, **kwargs)
+        except RiskHubError as exc:
+            fail(exc.message)
+        except (ValueError, OSError) as exc:
+            fail(str(exc))
+
+    return run
+
+
+def add_command(
+    app: typer.Typer,
+    command: Callable[..., None],
+    *,
+    name: str | None = None,
+    cls: type[TyperCommand] | None = None,
+) -> None:
+    """Register ``command`` on ``app`` behind the error boundary."""
+    app.command(name, cls=cls)(reporting_failures(command))
 
 
 def configure_logging(level: str) -> None:

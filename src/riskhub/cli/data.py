@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from riskhub.cli.common import DsnOption, fail, run_or_fail, settings_with
+from riskhub.cli.common import DsnOption, add_command, configure_logging, fail, settings_with
 from riskhub.config import Settings
 
 
@@ -68,10 +68,11 @@ def dlq_replay(
             await publisher.close()
         typer.echo(f"replayed {sent} of {len(chosen)} events")
 
-    run_or_fail(run())
+    asyncio.run(run())
 
 
 def _kafkasettings_with() -> Settings:
+    configure_logging("critical")  # failures are reported once, by the command; aiokafka logs each
     settings = Settings()
     if settings.controlbus_brokers is None or settings.dlq_topic is None:
         fail("RISKHUB_CONTROLBUS_BROKERS and RISKHUB_DLQ_TOPIC are required")
@@ -122,13 +123,13 @@ def backfill(
             + (f" ({', '.join(report.missing)})" if report.missing else "")
         )
 
-    run_or_fail(run())
+    asyncio.run(run())
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the app."""
-    app.command()(backfill)
+    add_command(app, backfill)
     dlq_app = typer.Typer(help="Inspect and replay the dead-letter topic.", no_args_is_help=True)
-    dlq_app.command("list")(dlq_list)
-    dlq_app.command("replay")(dlq_replay)
+    add_command(dlq_app, dlq_list, name="list")
+    add_command(dlq_app, dlq_replay, name="replay")
     app.add_typer(dlq_app, name="dlq")

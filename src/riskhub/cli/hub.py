@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import signal
+import socket
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,10 +15,10 @@ from pydantic import SecretStr
 
 from riskhub.cli.common import (
     DsnOption,
+    add_command,
     configure_logging,
     database_kind,
     fail,
-    run_or_fail,
     settings_with,
     tune_gc_for_service,
 )
@@ -44,6 +45,7 @@ def serve(
         generated = secrets.token_urlsafe(24)
         settings = settings.model_copy(update={"tokens": [SecretStr(generated)]})
     configure_logging(log_level)
+    _check_port_free(settings.host, settings.port)
     _print_banner(settings, generated)
     config = uvicorn.Config(
         create_app(settings),
@@ -57,15 +59,28 @@ def serve(
     uvicorn.Server(config).run()
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """Fail before the banner (and its token) when the address cannot be bound; uvicorn would
+    only say so after it. A race with another process remains, uvicorn then reports it."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.create_server((host, port), family=family):
+            pass
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+
+
 def _print_banner(settings: Settings, generated: str | None) -> None:
     url = f"http://{settings.host}:{settings.port}"
     embedded = settings.database_url is None
     where = f"embedded, data in {settings.data_dir.absolute()}" if embedded else "production backends"
     typer.echo(f"riskhub serving on {url} ({where})")
+    # The token is printed once; the hint names $HUB_TOKEN in double quotes so a pasted line expands it.
+    curl = f'curl -H "Authorization: Bearer $HUB_TOKEN" {url}/risk-hub/worlds/w1/snapshots/latest'
     if generated is not None:
         typer.echo(f"generated read-write token (shown once; set RISKHUB_TOKENS to choose): {generated}")
-    token = generated or "$HUB_TOKEN"
-    typer.echo(f"try: curl -H 'Authorization: Bearer {token}' {url}/risk-hub/worlds/w1/snapshots/latest")
+        curl = f"export HUB_TOKEN=<the token above>; {curl}"
+    typer.echo(f"try: {curl}")
 
 
 MetricsPort = Annotated[int, typer.Option(help="Prometheus /metrics port (0: off)")]
@@ -93,7 +108,7 @@ def worker(
         finally:
             await parts.stop()
 
-    run_or_fail(run())
+    asyncio.run(run())
 
 
 def relay(metrics_port: MetricsPort = 9102, metrics_host: MetricsHost = "127.0.0.1") -> None:
@@ -115,7 +130,7 @@ def relay(metrics_port: MetricsPort = 9102, metrics_host: MetricsHost = "127.0.0
         finally:
             await parts.stop()
 
-    run_or_fail(run())
+    asyncio.run(run())
 
 
 def _serve_metrics(registry: CollectorRegistry, host: str, port: int) -> None:
@@ -149,4 +164,4 @@ def migrate(dsn: DsnOption = None, schema: Annotated[str | None, typer.Option()]
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the app."""
     for command in (serve, worker, relay, migrate):
-        app.command()(command)
+        add_command(app, command)

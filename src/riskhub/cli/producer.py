@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from typer._click import Context as ClickContext  # typer (0.29, locked) vendors its own click
+from typer._click.exceptions import UsageError
+from typer.core import TyperCommand
 
-from riskhub.cli.common import fail, settings_with
+from riskhub.cli.common import add_command, settings_with
 from riskhub.config import Settings
 from riskhub.contract import ContractRules, normalize_snapshot, parse_json
 from riskhub.errors import RequestRejected, RiskHubError, Unavailable
@@ -85,12 +88,13 @@ def publish(
 ) -> None:
     """Validate a snapshot file with the shared contract, offload large parts, POST with retries.
 
-    Exit 0 stored (201) or already stored (200), 1 contract violation (nothing sent), 2 refused by
-    the hub (400/401/403/409/413/422), 3 hub or blob store unreachable after retries."""
+    Exit 0 stored (201) or already stored (200), 1 nothing sent: contract violation or bad usage
+    (no token, unreadable file, invalid URL), 2 refused by the hub (400/401/403/409/413/422), 3 hub
+    or blob store unreachable after retries. (Options click cannot parse exit 2, as everywhere.)"""
     from riskhub.client import DEFAULT_INLINE_COV_THRESHOLD, AsyncRiskHubClient, RetryPolicy
 
     if not token:
-        fail("no token: pass --token or set HUB_TOKEN")
+        _bad_usage("no token: pass --token or set HUB_TOKEN")
     doc = _read_snapshot_file(snapshot)
     settings = settings_with(blob_url=blob_url, s3_endpoint_url=s3_endpoint_url)
     if blob_url is None and inline_cov_threshold is not None:
@@ -99,21 +103,33 @@ def publish(
         )
 
     async def run() -> int:
-        client = AsyncRiskHubClient(
-            base_url,
-            token,
-            actor=actor,
-            stage=stage,
-            timeout_s=timeout_seconds,
-            retry=RetryPolicy(max_attempts=max_attempts, budget_s=retry_budget_seconds),
-            inline_cov_threshold=inline_cov_threshold or DEFAULT_INLINE_COV_THRESHOLD,
-            blobs=None if blob_url is None else _blob_store(settings),
-            rules=_publish_rules(settings, allowed_actors, allowed_stages),
-        )
+        blobs = None if blob_url is None else _blob_store(settings)
+        try:
+            client = AsyncRiskHubClient(
+                base_url,
+                token,
+                actor=actor,
+                stage=stage,
+                timeout_s=timeout_seconds,
+                retry=RetryPolicy(max_attempts=max_attempts, budget_s=retry_budget_seconds),
+                inline_cov_threshold=inline_cov_threshold or DEFAULT_INLINE_COV_THRESHOLD,
+                blobs=blobs,
+                rules=_publish_rules(settings, allowed_actors, allowed_stages),
+            )
+        except ValueError as exc:  # base_url or token unusable (the message never quotes a token)
+            if blobs is not None:
+                await blobs.close()
+            _bad_usage(str(exc))
         async with client:
             return await _publish_once(client, world, doc)
 
     raise typer.Exit(asyncio.run(run()))
+
+
+def _bad_usage(message: str) -> NoReturn:
+    """A local usage error of publish: the exit code it shares with a local contract violation."""
+    typer.echo(f"error: {message} (nothing was sent)", err=True)
+    raise typer.Exit(PUBLISH_INVALID)
 
 
 def _read_snapshot_file(path: Path) -> Any:
@@ -148,7 +164,7 @@ def _blob_store(settings: Settings) -> BlobStore:
     try:
         return build_blobs(settings)
     except ValueError as exc:
-        fail(str(exc))
+        _bad_usage(str(exc))
 
 
 async def _publish_once(client: AsyncRiskHubClient, world: str, doc: Any) -> int:
@@ -191,7 +207,7 @@ def monitor(
     """Freshness of the latest snapshot per world (and stage): OK / WARN / CRIT / MISSING.
 
     Nagios exit codes: 0 OK, 1 WARN, 2 CRIT or no snapshot, 3 hub unreachable, token refused or
-    missing arguments. Prints the status line first, then a table (or JSON with --json)."""
+    bad or missing arguments. Prints the status line first, then a table (or JSON with --json)."""
     from riskhub.monitor import Thresholds
 
     problem = _monitor_usage_problem(base_url, world, token, warn_seconds, crit_seconds)
@@ -203,6 +219,9 @@ def monitor(
         report = asyncio.run(
             _check_freshness(base_url, token, world, stage or [], thresholds, timeout_seconds)
         )
+    except ValueError as exc:  # base_url or token unusable (the message never quotes a token)
+        typer.echo(f"RISKHUB FRESHNESS UNKNOWN - {exc}", err=True)
+        raise typer.Exit(MONITOR_UNKNOWN) from None
     except Exception as exc:  # a crashed check must say UNKNOWN (3), never exit 1 (WARN)
         typer.echo(f"RISKHUB FRESHNESS UNKNOWN - monitor failed: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(MONITOR_UNKNOWN) from None
@@ -212,6 +231,17 @@ def monitor(
         typer.echo(report.summary())
         Console().print(report.table())
     raise typer.Exit(report.exit_code)
+
+
+class _NagiosUsageCommand(TyperCommand):
+    """A command line the monitor cannot parse is UNKNOWN (3) to Nagios, not click's 2 (CRIT)."""
+
+    def parse_args(self, ctx: ClickContext, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except UsageError as exc:  # unknown option, unparseable value (BadParameter)
+            exc.exit_code = MONITOR_UNKNOWN
+            raise
 
 
 def _monitor_usage_problem(
@@ -247,5 +277,6 @@ async def _check_freshness(
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the app."""
-    for command in (publish, monitor, lint):
-        app.command()(command)
+    add_command(app, publish)
+    add_command(app, monitor, cls=_NagiosUsageCommand)
+    add_command(app, lint)
