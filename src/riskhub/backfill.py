@@ -45,24 +45,16 @@ async def backfill_latest(
             report.missing.append(world_id)
             on_world(world_id)
             continue
-        report.cached += await offer_and_check(cache, newest, None)
+        report.cached += await cache.offer(newest, (None,))
         for stage in stages:
             in_stage = await store.latest_snapshot(world_id, stage=stage)
             if in_stage is not None:
-                report.cached += await offer_and_check(cache, in_stage, stage)
+                report.cached += await cache.offer(in_stage, (stage,))
         if re_emit:
             await store.enqueue_event(reemit_event(newest))
             report.re_emitted += 1
         on_world(world_id)
     return report
-
-
-async def offer_and_check(cache: LatestCache, snapshot: StoredSnapshot, scope: str | None) -> bool:
-    """Offer ``snapshot`` for one scope; True if the cache now holds it. The cache skips expired
-    snapshots and keeps a newer entry without saying so, hence the read back."""
-    await cache.offer(snapshot, (scope,))
-    held = await cache.get(snapshot.world_id, scope)
-    return held is not None and (held.version, held.hash) == (snapshot.version, snapshot.hash)
 
 
 def reemit_event(snapshot: StoredSnapshot) -> NewOutboxEvent:

@@ -31,10 +31,11 @@ class LatestCache(Protocol):
     async def get(self, world_id: str, stage: str | None) -> StoredSnapshot | None:
         """The cached latest, or None on a miss."""
 
-    async def offer(self, snapshot: StoredSnapshot, scopes: Iterable[str | None]) -> None:
+    async def offer(self, snapshot: StoredSnapshot, scopes: Iterable[str | None]) -> int:
         """Cache ``snapshot`` under each scope (None: the world; else a stage) where it is newer
-        than the entry. Callers only offer a snapshot for scopes where the store says it is the
-        newest, so an empty cache is never filled with an older snapshot."""
+        than the entry; returns how many entries it wrote. Callers only offer a snapshot for
+        scopes where the store says it is the newest, so an empty cache is never filled with an
+        older snapshot."""
 
     async def ping(self) -> None:
         """Raise unless the cache answers."""
@@ -53,13 +54,16 @@ class MemoryCache:
         """Dictionary lookup."""
         return self._entries.get((world_id, stage))
 
-    async def offer(self, snapshot: StoredSnapshot, scopes: Iterable[str | None]) -> None:
+    async def offer(self, snapshot: StoredSnapshot, scopes: Iterable[str | None]) -> int:
         """Keep the newer of the entry and ``snapshot`` in each scope."""
+        written = 0
         for scope in scopes:
             key = (snapshot.world_id, scope)
             current = self._entries.get(key)
             if current is None or snapshot.newer_than(current):
                 self._entries[key] = snapshot
+                written += 1
+        return written
 
     async def ping(self) -> None:
         """Always up."""
@@ -75,8 +79,9 @@ class NoCache:
         """Always a miss."""
         return None
 
-    async def offer(self, snapshot: StoredSnapshot, scopes: Iterable[str | None]) -> None:
+    async def offer(self, snapshot: StoredSnapshot, scopes: Iterable[str | None]) -> int:
         """Nothing to keep."""
+        return 0
 
     async def ping(self) -> None:
         """Always up."""
@@ -134,18 +139,21 @@ class RedisCache:
             raise CacheUnavailable(f"cache: {type(exc).__name__}: {exc}") from exc
         return None if raw is None else _decode(raw)
 
-    async def offer(self, snapshot: StoredSnapshot, scopes: Iterable[str | None]) -> None:
+    async def offer(self, snapshot: StoredSnapshot, scopes: Iterable[str | None]) -> int:
         """Atomically keep the newer snapshot per scope; the key expires with the snapshot, or
         after ``max_age_s`` if that comes first."""
         ttl_ms = min(int((snapshot.expires_at - self._clock()).total_seconds() * 1000), self._max_age_ms)
         if ttl_ms <= 0:
-            return
+            return 0
         rank, value = _encode(snapshot)
+        written = 0
         try:
             for scope in scopes:
-                await self._offer(keys=[self._key(snapshot.world_id, scope)], args=[rank, value, ttl_ms])
+                key = self._key(snapshot.world_id, scope)
+                written += int(await self._offer(keys=[key], args=[rank, value, ttl_ms]))
         except RedisError as exc:
             raise CacheUnavailable(f"cache: {type(exc).__name__}: {exc}") from exc
+        return written
 
     async def ping(self) -> None:
         """PING."""

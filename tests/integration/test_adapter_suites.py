@@ -222,8 +222,8 @@ async def cache(request: pytest.FixtureRequest) -> AsyncIterator[LatestCache]:
 
 
 async def test_cache_keeps_the_newest_per_scope(cache: LatestCache) -> None:
-    await cache.offer(snapshot("b", minutes=10), (None, "paper"))
-    await cache.offer(snapshot("a", minutes=5), (None, "paper"))  # older: ignored
+    assert await cache.offer(snapshot("b", minutes=10), (None, "paper")) == 2  # entries written
+    assert await cache.offer(snapshot("a", minutes=5), (None, "paper")) == 0  # older: ignored
     got = await cache.get("w1", None)
     assert got is not None and got.version == "b"
     await cache.offer(snapshot("c", minutes=20, stage="live"), (None, "live"))
