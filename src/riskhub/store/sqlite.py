@@ -100,6 +100,10 @@ _NEWEST_FIRST = "ORDER BY as_of_us DESC, created_at_us DESC"
 
 
 MAX_GROUP_COMMIT = 64  # snapshots per transaction
+# Checkpoint the WAL into the database file every ~16 MB (4 KiB pages), not SQLite's ~4 MB: a
+# checkpoint runs inside the commit that crosses the mark and stalls the writes queued behind it.
+# Measured, API only, 6 alternating 3-s rounds: +12% POST rps over 1000; 10000 was no better.
+WAL_AUTOCHECKPOINT_PAGES = 4000
 
 
 def _new_thread() -> ThreadPoolExecutor:
@@ -176,6 +180,7 @@ class SqliteStore:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
         return conn
 
     async def close(self) -> None:
