@@ -77,6 +77,21 @@ def dedupe_key(world_id: str, version: str, hash_: str, actor: str, stage: str |
     return f"{world_id}|{version}|{hash_}|{actor}|{stage or ''}"
 
 
+def risk_snapshot_dedupe_key(payload: Mapping[str, Any]) -> str:
+    """The queue standards' consumer dedupe key of a snapshot payload (as stored, served or carried
+    by an event): ``dedupe_key`` of its world_id, version, hash, provenance actor and stage."""
+    provenance = payload.get("provenance")
+    if not isinstance(provenance, Mapping):
+        provenance = {}
+    return dedupe_key(
+        str(payload.get("world_id", "")),
+        str(payload.get("version", "")),
+        str(payload.get("hash", "")),
+        str(provenance.get("actor", "")),
+        provenance.get("stage"),
+    )
+
+
 def parse_json(raw: bytes) -> Any:
     """Parse a body as ``json.loads`` would (big integers stay integers), else 400. A NaN or
     Infinity literal anywhere is a 422 naming where it is: no peer could verify its hash."""

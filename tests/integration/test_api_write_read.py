@@ -7,7 +7,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from riskhub.contract import snapshot_hash, verify_hash
+from riskhub.contract import risk_snapshot_dedupe_key, snapshot_hash, verify_hash
 
 from conftest import FakeClock, HubClient, Production, corrupt_blob, delete_blob, sample_snapshot
 
@@ -292,5 +292,6 @@ async def test_any_json_string_is_stored_and_served_exactly(hub: HubClient) -> N
     await hub.drain()
     assert hub.metric("risk_hub_snapshot_processed_total", world_id="w1", stage="paper") == 1
     key = f"w1|v1|{latest['hash']}|gateway|paper"
+    assert risk_snapshot_dedupe_key(latest) == key  # the queue standards' name for it
     rows = {row.worker: row.result for row in await hub.parts.store.worker_results(key)}
     assert rows["live_checks"]["breaches"][0]["id"] == f"strategy_{odd}"

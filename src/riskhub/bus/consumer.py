@@ -28,7 +28,7 @@ from riskhub.bus.codec import (
     encode_dlq_event,
 )
 from riskhub.canonical import loads_exact
-from riskhub.contract import OFFLOADABLE_PARTS, dedupe_key, parse_timestamp
+from riskhub.contract import OFFLOADABLE_PARTS, parse_timestamp, risk_snapshot_dedupe_key
 from riskhub.errors import ContractError
 from riskhub.metrics import Metrics, stage_label
 from riskhub.store import OUTCOME_DLQ, OUTCOME_PROCESSED, Outcome, SnapshotStore, WorkerResult
@@ -255,13 +255,4 @@ class SnapshotConsumer:
         key = data.get("idempotency_key")
         if isinstance(key, str) and key:
             return key
-        provenance = data.get("provenance")
-        if not isinstance(provenance, dict):
-            provenance = {}
-        return dedupe_key(
-            str(data.get("world_id", "")),
-            str(data.get("version", "")),
-            str(data.get("hash", "")),
-            str(provenance.get("actor", "")),
-            provenance.get("stage"),
-        )
+        return risk_snapshot_dedupe_key(data)
