@@ -8,6 +8,7 @@ from riskhub.workers import SnapshotView, Worker
 
 FAILURES = {"remaining": 0}
 FAILING_VERSIONS: set[str] = set()  # these always fail
+UNENCODABLE_VERSIONS: set[str] = set()  # these return a row no store can hold
 CALLS: list[str] = []
 
 
@@ -16,6 +17,8 @@ async def flaky(view: SnapshotView) -> dict[str, Any]:
     CALLS.append(str(view.stored.get("version")))
     if view.stored.get("version") in FAILING_VERSIONS:
         raise RuntimeError("permanent failure")
+    if view.stored.get("version") in UNENCODABLE_VERSIONS:
+        return {"ids": {"a", "b"}}  # a set: not JSON
     if FAILURES["remaining"] > 0:
         FAILURES["remaining"] -= 1
         raise RuntimeError("transient failure")

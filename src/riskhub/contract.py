@@ -144,9 +144,14 @@ def check_stored_text(value: str, field_name: str) -> str:
     return value
 
 
+def is_world_id(value: str) -> bool:
+    """Whether ``value`` is a valid world id (see ``check_world_id``)."""
+    return _WORLD_ID.fullmatch(value) is not None
+
+
 def check_world_id(world_id: str) -> str:
     """A world id is 1-128 chars of letters, digits and ``._:@-``, starting alphanumeric."""
-    if not _WORLD_ID.fullmatch(world_id):
+    if not is_world_id(world_id):
         raise ContractError(
             "world_id: must be 1-128 characters of letters, digits and ._:@- starting with a letter or digit",
             field="world_id",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -295,3 +296,44 @@ async def test_any_json_string_is_stored_and_served_exactly(hub: HubClient) -> N
     assert risk_snapshot_dedupe_key(latest) == key  # the queue standards' name for it
     rows = {row.worker: row.result for row in await hub.parts.store.worker_results(key)}
     assert rows["live_checks"]["breaches"][0]["id"] == f"strategy_{odd}"
+
+
+async def test_valid_but_extreme_numbers_are_processed_and_never_block_the_outbox(hub: HubClient) -> None:
+    """Integers beyond 64 bits, unpaired surrogates and weights of 1e308 are all valid. The
+    workers copied some into their rows, which then failed the outcome transaction of the whole
+    relay pass, so no event of any world was published again; and sums beyond float range made
+    the workers raise. Now each world's event is processed, with None where a metric overflows."""
+    big = 10**30
+    bodies = {
+        "w1": sample_snapshot(
+            weights={"a": big, "b": -big, "c\ud800": 1},
+            stress={"crash\ud800": {"max_drawdown": 10**20}},
+            constraints={"max_weight": 2},
+        ),
+        "w2": sample_snapshot(
+            weights={"x": 1e308, "y": -1e308, "z": 1.0},
+            realized_returns={"x": [2.0, 0.1], "y": [0.0, 0.1], "z": [0.01, 0.02]},
+            covariance={"x,x": 2.0, "z,z": 0.1},
+            constraints={"max_gross": 3},
+        ),
+        "w3": sample_snapshot(),
+    }
+    for world, body in bodies.items():
+        assert (await hub.post(world, body)).status_code == 201
+    await asyncio.wait_for(hub.drain(), 30)  # used to retry the failing pass forever
+    assert (await hub.parts.store.outbox_backlog()).pending == 0
+    rows = {}
+    for world in bodies:
+        assert hub.metric("risk_hub_snapshot_processed_total", world_id=world, stage="paper") == 1
+        latest = (await hub.get(f"/risk-hub/worlds/{world}/snapshots/latest")).json()
+        results = await hub.parts.store.worker_results(risk_snapshot_dedupe_key(latest))
+        rows[world] = {row.worker: row.result for row in results}
+    assert rows["w1"]["extended_validation"]["exposure"]["max_abs_weight"] == big
+    assert rows["w1"]["stress"]["worst_stress"] == {"scenario": "crash\ud800", "value": 10**20}
+    assert {b["id"] for b in rows["w1"]["live_checks"]["breaches"]} == {"a", "b"}
+    exposure = rows["w2"]["extended_validation"]["exposure"]
+    assert (exposure["gross"], exposure["net"]) == (None, 1.0)
+    assert rows["w2"]["stress"]["realized_volatility"] is None  # 1e308 * 2.0 overflows
+    assert rows["w2"]["stress"]["covariance_variance"] is None
+    assert rows["w2"]["live_checks"]["breaches"] == [{"limit": "max_gross", "value": None, "bound": 3}]
+    assert rows["w3"]["stress"]["realized_volatility"] is not None

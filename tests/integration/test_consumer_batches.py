@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
 
 import flaky_workers
 from riskhub.bus import ReceivedRecord
@@ -51,6 +52,7 @@ async def key_of(hub: HubClient, version: str) -> str:
 def reset_flaky() -> None:
     flaky_workers.FAILURES["remaining"] = 0
     flaky_workers.FAILING_VERSIONS.clear()
+    flaky_workers.UNENCODABLE_VERSIONS.clear()
     flaky_workers.CALLS.clear()
 
 
@@ -143,3 +145,40 @@ async def test_a_long_batch_runs_each_key_once_against_older_stored_outcomes(
         assert await hub.parts.consumer.handle_batch(batch) == [True] * len(batch)
         assert flaky_workers.CALLS == ["v0", "v1"]
         assert (processed(hub), deduped(hub)) == (2, len(batch) - 2)
+
+
+async def test_a_row_no_store_can_hold_fails_its_worker_not_the_batch(make_hub: Callable[..., Any]) -> None:
+    """A worker row is encoded when it is made: an unencodable one is a failed attempt (retried,
+    then dead-lettered). It used to fail the outcome transaction of the whole batch, every time
+    the batch came back: no record after it was ever handled."""
+    async with make_hub(**NO_CONSUMER) as hub:
+        records = await published_records(hub, 2)
+        flaky_workers.UNENCODABLE_VERSIONS.add("v0")
+        assert await hub.parts.consumer.handle_batch(records) == [True, True]
+        assert flaky_workers.CALLS == ["v0", "v0", "v0", "v1"]
+        assert hub.metric("risk_hub_snapshot_dlq_total", world_id="w1", stage="paper") == 1
+        keys = [await key_of(hub, version) for version in ("v0", "v1")]
+        assert await hub.parts.store.processed_outcomes(keys) == {keys[0]: "dlq", keys[1]: "processed"}
+
+
+async def test_event_keys_and_worlds_no_store_or_metric_can_hold_are_dead_lettered(
+    make_hub: Callable[..., Any],
+) -> None:
+    """A foreign event whose idempotency key holds NUL or an unpaired surrogate could not be
+    looked up or stored (the dedupe query of the whole batch failed); a world id that is no world
+    id would have broken /metrics. The first is undecodable (DLQ), the second is labelled unknown."""
+    async with make_hub(**NO_CONSUMER) as hub:
+        (good,) = await published_records(hub, 1)
+        envelope = json.loads(good.value or b"")
+        data = envelope["data"]
+        odd = [
+            {**envelope, "id": "p1", "data": {**data, "idempotency_key": "k\u0000"}},
+            {**envelope, "id": "p2", "data": {**data, "idempotency_key": "k\ud800"}},
+            {**envelope, "id": "p3", "data": {**data, "world_id": "w\ud800", "idempotency_key": "p3"}},
+        ]
+        batch = [replace(good, value=json.dumps(e).encode(), offset=i + 10) for i, e in enumerate(odd)]
+        assert await hub.parts.consumer.handle_batch([*batch, good]) == [True] * 4
+        assert hub.metric("risk_hub_snapshot_dlq_total", world_id="unknown", stage="unknown") == 2
+        assert hub.metric("risk_hub_snapshot_processed_total", world_id="unknown", stage="paper") == 1
+        assert processed(hub) == 1
+        assert b"risk_hub_snapshot_processed_total" in generate_latest(hub.parts.metrics.registry)

@@ -295,3 +295,16 @@ def test_limit_breaches_matches_reference(
     if gross > max_gross:
         expected.append({"limit": "max_gross", "value": gross, "bound": max_gross})
     assert risk.limit_breaches(weights, {"max_weight": max_weight, "max_gross": max_gross}) == expected
+
+
+def test_metrics_beyond_float_range_are_none_never_an_error() -> None:
+    """Each weight is finite, as the contract asks, but their sums and products need not be."""
+    weights = {"x": 1e308, "y": 1e308, "z": -2e308 + 1e308}
+    assert risk.gross_exposure(weights) is None  # fsum raises OverflowError here
+    assert risk.exposure(weights)["gross"] is None
+    assert risk.in_float_range(risk.covariance_variance, {"x": 1e308}, {"x,x": 2.0}) is None
+    assert risk.in_float_range(risk.realized_volatility, [1e308, -1e308]) is None
+    assert risk.limit_breaches(weights, {"max_gross": 10}) == [
+        {"limit": "max_gross", "value": None, "bound": 10}
+    ]
+    assert risk.in_float_range(risk.realized_volatility, [0.01, 0.03]) == pytest.approx(0.0141421356)

@@ -28,7 +28,13 @@ from riskhub.bus.codec import (
     encode_dlq_event,
 )
 from riskhub.canonical import loads_exact
-from riskhub.contract import OFFLOADABLE_PARTS, parse_timestamp, risk_snapshot_dedupe_key
+from riskhub.contract import (
+    OFFLOADABLE_PARTS,
+    check_stored_text,
+    is_world_id,
+    parse_timestamp,
+    risk_snapshot_dedupe_key,
+)
 from riskhub.errors import ContractError
 from riskhub.metrics import Metrics, stage_label
 from riskhub.store import OUTCOME_DLQ, OUTCOME_PROCESSED, Outcome, SnapshotStore, WorkerResult
@@ -152,7 +158,12 @@ class SnapshotConsumer:
             return _Item(record, None)
         try:
             return _Item(record, event, self._dedupe_key(event))
-        except (TypeError, ValueError, AttributeError) as exc:  # data no producer of ours sends
+        except (
+            TypeError,
+            ValueError,
+            AttributeError,
+            ContractError,
+        ) as exc:  # data no producer of ours sends
             return _Item(record, UndecodableEvent(f"unusable event data: {type(exc).__name__}: {exc}"))
 
     async def _handle_one(self, item: _Item, batch: _BatchState) -> None:
@@ -235,7 +246,7 @@ class SnapshotConsumer:
         stage = provenance.get("stage") if isinstance(provenance, dict) else None
         world_id = data.get("world_id")
         return (
-            world_id if isinstance(world_id, str) else "unknown",
+            world_id if isinstance(world_id, str) and is_world_id(world_id) else "unknown",
             stage_label(stage, self._policy.allowed_stages),
         )
 
@@ -251,8 +262,9 @@ class SnapshotConsumer:
 
     @staticmethod
     def _dedupe_key(event: Event) -> str:
+        """The event's key, which the processed-key store must be able to hold."""
         data = event.data
         key = data.get("idempotency_key")
-        if isinstance(key, str) and key:
-            return key
-        return risk_snapshot_dedupe_key(data)
+        if not (isinstance(key, str) and key):
+            key = risk_snapshot_dedupe_key(data)
+        return check_stored_text(key, "idempotency_key")

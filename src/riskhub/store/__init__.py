@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from riskhub.canonical import loads_exact, merge_objects
+from riskhub.canonical import dumps_compact, loads_exact, merge_objects
 from riskhub.errors import VersionConflict
 
 OUTCOME_PROCESSED = "processed"
@@ -118,10 +118,17 @@ class OutboxBacklog:
 
 @dataclass(frozen=True, slots=True)
 class WorkerResult:
-    """One worker's effect for one event: a row keyed by (dedupe key, worker)."""
+    """One worker's effect for one event: a row keyed by (dedupe key, worker).
+
+    The row is encoded when it is made: a result no store can hold fails its worker's attempt
+    (retried, then dead-lettered) instead of the transaction of the whole batch."""
 
     worker: str
     result: dict[str, object]
+    encoded: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "encoded", dumps_compact(self.result))
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import asyncpg
-import orjson
 
+from riskhub.canonical import loads_exact
 from riskhub.errors import StoreUnavailable
 from riskhub.store import (
     InsertResult,
@@ -312,7 +312,7 @@ class PostgresStore:
                     [o.outcome for o in run],
                     [o.dedupe_key for o in run for _ in o.results],
                     [r.worker for o in run for r in o.results],
-                    [orjson.dumps(r.result).decode() for o in run for r in o.results],
+                    [r.encoded.decode() for o in run for r in o.results],
                 )
                 keys = {row[0] for row in rows}
                 recorded += [o.dedupe_key in keys for o in run]
@@ -338,7 +338,7 @@ class PostgresStore:
                 dedupe_key,
             )
         )
-        return [WorkerResult(worker=row[0], result=orjson.loads(row[1])) for row in rows]
+        return [WorkerResult(worker=row[0], result=loads_exact(row[1])) for row in rows]
 
 
 def _distinct_key_runs(outcomes: Sequence[Outcome]) -> list[list[Outcome]]:

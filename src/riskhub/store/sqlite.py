@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import orjson
 
 from riskhub.batching import Batcher
+from riskhub.canonical import loads_exact
 from riskhub.errors import StoreUnavailable
 from riskhub.store import (
     OUTCOME_PROCESSED,
@@ -331,7 +332,7 @@ class SqliteStore:
                 [dedupe_key],
             ).fetchall()
         )
-        return [WorkerResult(worker=row[0], result=orjson.loads(row[1])) for row in rows]
+        return [WorkerResult(worker=row[0], result=loads_exact(row[1])) for row in rows]
 
 
 class _Batch:
@@ -478,7 +479,7 @@ def _record_outcomes(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> l
         conn.executemany(
             "INSERT INTO risk_worker_results (dedupe_key, worker, result) VALUES (?,?,?)"
             " ON CONFLICT (dedupe_key, worker) DO UPDATE SET result = excluded.result",
-            [(item.dedupe_key, row.worker, orjson.dumps(row.result)) for row in item.results],
+            [(item.dedupe_key, row.worker, row.encoded) for row in item.results],
         )
         recorded.append(True)
     return recorded

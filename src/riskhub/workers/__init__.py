@@ -8,6 +8,7 @@ raising; only the consumer counts attempts.
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -55,12 +56,14 @@ async def stress(view: SnapshotView) -> dict[str, Any]:
     result: dict[str, Any] = {}
     returns = view.parts.get("realized_returns")
     if returns is not None:
-        series = risk.portfolio_returns(view.weights, returns)
-        result["realized_volatility"] = risk.realized_volatility(series)
-        result["realized_max_drawdown"] = risk.max_drawdown(series)
+        series = _portfolio_series(view.weights, returns)
+        result["realized_volatility"] = None if series is None else risk.realized_volatility(series)
+        result["realized_max_drawdown"] = None if series is None else risk.max_drawdown(series)
     covariance = view.parts.get("covariance")
     if covariance is not None:
-        result["covariance_variance"] = risk.covariance_variance(view.weights, covariance)
+        result["covariance_variance"] = risk.in_float_range(
+            risk.covariance_variance, view.weights, covariance
+        )
     if view.parts.get("stress"):
         result["worst_stress"] = risk.worst_stress(view.parts["stress"])
     return result
@@ -71,6 +74,15 @@ async def live_checks(view: SnapshotView) -> dict[str, Any]:
     stage = view.stored.get("provenance", {}).get("stage")
     breaches = risk.limit_breaches(view.weights, view.stored.get("constraints") or {})
     return {"stage": stage, "breaches": breaches, "blocking": stage == "live" and bool(breaches)}
+
+
+def _portfolio_series(weights: Mapping[str, float], returns: Any) -> list[float] | None:
+    """The portfolio's returns, or None when they leave float range (no metric of them then)."""
+    try:
+        series = risk.portfolio_returns(weights, returns)
+    except (OverflowError, ValueError):
+        return None
+    return series if all(map(math.isfinite, series)) else None
 
 
 def _refs(stored: Mapping[str, Any]) -> dict[str, str]:

@@ -7,7 +7,7 @@ step costs more than the arithmetic it feeds (measured).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from operator import mul
 from typing import Any
@@ -16,14 +16,29 @@ from typing import Any
 _KeyedPlan = tuple[tuple[str, ...], tuple[tuple[int, int, float], ...]]
 
 
-def exposure(weights: Mapping[str, float]) -> dict[str, float]:
+def in_float_range(metric: Callable[..., float | None], *args: Any) -> float | None:
+    """``metric(*args)``, or None where it leaves float range. Every number of a valid snapshot is
+    finite, but sums and products of absurd ones (weights of 1e308) need not be: ``fsum`` raises
+    then, and plain arithmetic gives inf or nan. A metric is never an error on valid input."""
+    try:
+        value = metric(*args)
+    except (OverflowError, ValueError):  # fsum: past float range, or inf - inf
+        return None
+    return value if value is None or math.isfinite(value) else None
+
+
+def gross_exposure(weights: Mapping[str, float]) -> float | None:
+    """Sum of absolute weights (None beyond float range)."""
+    return in_float_range(math.fsum, map(abs, weights.values()))
+
+
+def exposure(weights: Mapping[str, float]) -> dict[str, float | None]:
     """Gross and net exposure, largest absolute weight, number of positions."""
     values = list(weights.values())
-    magnitudes = list(map(abs, values))
     return {
-        "gross": math.fsum(magnitudes),
-        "net": math.fsum(values),
-        "max_abs_weight": max(magnitudes, default=0.0),
+        "gross": gross_exposure(weights),
+        "net": in_float_range(math.fsum, values),
+        "max_abs_weight": max(map(abs, values), default=0.0),
         "positions": float(len(values)),
     }
 
@@ -126,7 +141,7 @@ def limit_breaches(weights: Mapping[str, float], constraints: Mapping[str, Any])
         ]
     max_gross = constraints.get("max_gross")
     if isinstance(max_gross, int | float):
-        gross = math.fsum(map(abs, weights.values()))
-        if gross > max_gross:
+        gross = gross_exposure(weights)  # None: beyond float range, so over any bound
+        if gross is None or gross > max_gross:
             breaches.append({"limit": "max_gross", "value": gross, "bound": max_gross})
     return breaches
