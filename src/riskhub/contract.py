@@ -103,6 +103,29 @@ def parse_json(raw: bytes) -> Any:
         raise MalformedRequest(f"body: not valid JSON ({exc})", field="body") from None
 
 
+_PART_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "covariance": check_covariance,
+    "realized_returns": normalize_realized_returns,
+    "stress": check_stress,
+}
+
+
+def check_referenced_part(part: str, content: bytes, weights: Mapping[str, Any]) -> None:
+    """What a producer's ``<part>_ref`` holds must be a valid ``<part>``, under the rules of an
+    inline one: JSON, finite, and (covariance) on ids of ``weights``. Errors name the ref."""
+    ref_field = f"{part}_ref"
+    try:
+        value = loads_exact(content, finite=True)
+    except NonFiniteNumber as exc:
+        raise ContractError(f"{ref_field}: the referenced {part}: {exc}", field=ref_field) from None
+    except (ValueError, RecursionError):
+        raise ContractError(f"{ref_field}: the referenced blob is not JSON", field=ref_field) from None
+    try:
+        _PART_CHECKS[part]({"weights": weights, part: value})
+    except ContractError as exc:
+        raise ContractError(f"{ref_field}: the referenced {exc}", field=ref_field) from None
+
+
 def digest(canonical: bytes, algorithm: str) -> str:
     """``"<algo>:<hex>"`` of canonical bytes."""
     if algorithm == "sha256":
@@ -118,11 +141,16 @@ def snapshot_hash(body: Mapping[str, Any], algorithm: str = "sha256") -> str:
 
 
 def hashed_view(stored: Mapping[str, Any], resolve: Callable[[str], Any]) -> dict[str, Any]:
-    """What a stored or event snapshot's ``hash`` certifies: hub-offloaded refs resolved back
-    under their part names (``resolve(ref)`` returns the part), server fields and hash removed."""
+    """What a stored, served or event snapshot's ``hash`` certifies: hub-offloaded refs resolved
+    back under their part names (``resolve(ref)`` returns the part), server fields and hash
+    removed. An ``expand=true`` answer holds a producer's ref and also the part it resolved to
+    (a producer sends one or the other, never both): the ref is what was hashed, the copy goes."""
     view = {k: v for k, v in stored.items() if k not in SERVER_FIELDS and k != "hash"}
     for part in stored.get("hub_offloaded") or ():
         view[part] = resolve(view.pop(f"{part}_ref"))
+    for part in OFFLOADABLE_PARTS:
+        if part in view and f"{part}_ref" in view:
+            del view[part]
     return view
 
 

@@ -21,6 +21,7 @@ from riskhub.contract import (
     OFFLOADABLE_PARTS,
     ContractRules,
     Snapshot,
+    check_referenced_part,
     check_stored_text,
     normalize_snapshot,
     parse_json,
@@ -133,7 +134,7 @@ class Hub:
                 rules=self.limits.rules,
             )
             await self._pin_producer_refs(snap.body)
-            stored_body, offloaded = await self._offload_large_parts(snap, len(raw))
+            stored_body, offloaded = await self._offload_large_parts(snap)
             record = self._stored_snapshot(snap, stored_body, offloaded)
             event = snapshot_event(snap.world_id, snap.version, snap.dedupe_key, correlation_id)
             # The parsed body is thousands of objects: let them go before waiting for the commit,
@@ -150,20 +151,30 @@ class Hub:
         return result
 
     async def _pin_producer_refs(self, body: dict[str, Any]) -> None:
-        """A producer's ref must point into our blob store and exist; it then never expires."""
+        """A producer's ref must point into our blob store, to a blob that holds a valid part
+        (else every expand and every worker would fail on it); it then never expires."""
         for part in OFFLOADABLE_PARTS:
             ref = body.get(f"{part}_ref")
             if ref is None:
                 continue
-            require_address(self.blobs, ref, f"{part}_ref")
+            ref_field = f"{part}_ref"
+            require_address(self.blobs, ref, ref_field)
+            try:
+                content = await self.blobs.get(ref)
+            except (BlobMissing, BlobCorrupted) as exc:  # the producer's doing, not the store's
+                raise ContractError(f"{ref_field}: {exc}", field=ref_field) from None
+            except Unavailable:
+                self.metrics.blob_errors.labels("get", "unavailable").inc()
+                raise
+            check_referenced_part(part, content, body["weights"])
             if not await self._blob_call("pin", self.blobs.pin(ref)):
-                raise ContractError(f"{part}_ref: blob {ref} does not exist", field=f"{part}_ref")
+                raise ContractError(f"{ref_field}: blob {ref} does not exist", field=ref_field)
 
-    async def _offload_large_parts(self, snap: Snapshot, raw_size: int) -> tuple[dict[str, Any], list[str]]:
+    async def _offload_large_parts(self, snap: Snapshot) -> tuple[dict[str, Any], list[str]]:
         """Replace inline parts over the threshold by content-addressed refs."""
         threshold = self.limits.inline_threshold_bytes
-        # Canonical JSON is at most ~3x the raw text (escapes, exponents): small bodies skip.
-        if raw_size * 3 <= threshold:
+        # A part's canonical JSON is a piece of the snapshot's: a small snapshot has no large part.
+        if len(snap.canonical) <= threshold:
             return snap.body, []
         body, refs = await self._blob_call(
             "put", offload_large_parts(snap.body, self.blobs, threshold, pin=True)
@@ -277,7 +288,11 @@ class Hub:
             if ref is None:
                 continue
             content = await self._blob_call("get", self.blobs.get(ref))
-            document[part] = loads_exact(content)
+            try:
+                document[part] = loads_exact(content)
+            except (ValueError, RecursionError):  # accepted before refs were checked on write
+                self.metrics.blob_errors.labels("get", "corrupted").inc()
+                raise BlobCorrupted(f"blob {ref}: content is not JSON") from None
             if part in offloaded:
                 del document[f"{part}_ref"]
         document["expired"] = snapshot.is_expired(self.clock())

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import TOKEN, HubClient, sample_snapshot
+from conftest import TOKEN, HubClient, corrupt_blob, sample_snapshot
 
 WORLD = "w1"
 LATEST = f"/risk-hub/worlds/{WORLD}/snapshots/latest"
@@ -603,6 +603,36 @@ async def test_both_a_part_and_its_ref_is_422(hub: HubClient) -> None:
     body = sample_snapshot(covariance={"strategy_a,strategy_a": 0.04}, covariance_ref=ref)
     error = await rejected(hub, body, status=422, field="covariance_ref")
     assert "not both" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("part", "content", "message"),
+    [
+        ("covariance", b"not json", "the referenced blob is not JSON"),
+        (
+            "covariance",
+            b'{"strategy_a,strategy_a": NaN}',
+            "covariance: strategy_a,strategy_a: must be a finite",
+        ),
+        ("covariance", b'{"strategy_z,strategy_z": 0.04}', "covariance"),
+        ("realized_returns", b'{"strategy_a": []}', "realized_returns.strategy_a"),
+        ("stress", b'{"crash": {"max_drawdown": "0.25"}}', "stress.crash.max_drawdown"),
+    ],
+    ids=["not-json", "nan", "unknown-id", "empty-series", "string-metric"],
+)
+async def test_a_ref_must_hold_a_valid_part(hub: HubClient, part: str, content: bytes, message: str) -> None:
+    """Refs are content-addressed, so what one holds never changes: a blob that is no valid part
+    would fail every expand, and every worker run on its event, forever."""
+    ref, _ = await blob_root(hub, content)
+    error = await rejected(hub, without(part, **{f"{part}_ref": ref}), status=422, field=f"{part}_ref")
+    assert message in error["message"]
+
+
+async def test_a_ref_whose_blob_does_not_match_its_address_is_422(hub: HubClient) -> None:
+    ref, _ = await blob_root(hub, b'{"strategy_a,strategy_a":0.04}')
+    await corrupt_blob(hub, ref)
+    error = await rejected(hub, sample_snapshot(covariance_ref=ref), status=422, field="covariance_ref")
+    assert "does not match its sha256 address" in error["message"]
 
 
 async def test_a_ref_to_an_existing_blob_in_the_store_is_accepted(hub: HubClient) -> None:

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import redis.asyncio as aioredis
 
+import riskhub.hub as hub_module
 from riskhub.contract import risk_snapshot_dedupe_key, snapshot_hash, verify_hash
 
-from conftest import FakeClock, HubClient, Production, corrupt_blob, delete_blob, sample_snapshot
+from conftest import (
+    FakeClock,
+    HubClient,
+    Production,
+    corrupt_blob,
+    delete_blob,
+    sample_snapshot,
+)
 
 
 async def test_new_snapshot_is_201_and_served_as_latest(hub: HubClient) -> None:
@@ -337,3 +347,46 @@ async def test_valid_but_extreme_numbers_are_processed_and_never_block_the_outbo
     assert rows["w2"]["stress"]["covariance_variance"] is None
     assert rows["w2"]["live_checks"]["breaches"] == [{"limit": "max_gross", "value": None, "bound": 3}]
     assert rows["w3"]["stress"]["realized_volatility"] is not None
+
+
+async def test_a_part_whose_canonical_json_outgrows_the_body_is_still_offloaded(
+    make_hub: Callable[..., Any],
+) -> None:
+    """Canonical JSON can be up to 6x the body's text (DEL is written \\u007f): a size guess
+    from the body once kept such a part inline, over the threshold."""
+    stress = {"\x7f" * 210: {"max_drawdown": 0.25}}
+    body = {"as_of": "2025-01-01T00:00:00Z", "version": "v1", "weights": {"a": 1}, "stress": stress}
+    async with make_hub(inline_cov_threshold=1000) as hub:
+        raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()  # DEL: one byte
+        assert len(raw) * 3 < 1000 < len(json.dumps(stress, separators=(",", ":")))
+        assert (await hub.post("w1", None, raw=raw)).status_code == 201
+        stored = (await hub.get("/risk-hub/worlds/w1/snapshots/latest")).json()
+        assert stored["hub_offloaded"] == ["stress"] and "stress" not in stored
+        expanded = (await hub.get("/risk-hub/worlds/w1/snapshots/latest", expand="true")).json()
+        assert expanded["stress"] == body["stress"]
+
+
+async def test_an_expanded_producer_ref_still_verifies_against_the_hash(hub: HubClient) -> None:
+    """The answer holds the producer's ref (which the hash covers) and the part it resolved to."""
+    ref = await hub.parts.blobs.put(b'{"crash":{"max_drawdown":0.3}}')
+    body = sample_snapshot(stress=None, stress_ref=ref)
+    assert (await hub.post("w1", body)).status_code == 201
+    expanded = (await hub.get("/risk-hub/worlds/w1/snapshots/latest", expand="true")).json()
+    assert expanded["stress"] == {"crash": {"max_drawdown": 0.3}} and expanded["stress_ref"] == ref
+    assert verify_hash(expanded, lambda ref: None)
+    view = {k: v for k, v in expanded.items() if k not in ("expired", "created_at", "hash", "stress")}
+    assert snapshot_hash(view) == expanded["hash"]
+
+
+async def test_a_stored_ref_to_a_blob_that_is_no_json_is_502_on_expand(
+    hub: HubClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Such a ref is refused on write now; one accepted by an older version is the store's
+    failure on read (502 blob_corrupted), not a 500."""
+    ref = await hub.parts.blobs.put(b"not json")
+    monkeypatch.setattr(hub_module, "check_referenced_part", lambda *args: None)
+    assert (await hub.post("w1", sample_snapshot(stress=None, stress_ref=ref))).status_code == 201
+    monkeypatch.undo()
+    answer = await hub.get("/risk-hub/worlds/w1/snapshots/latest", expand="true")
+    assert answer.status_code == 502 and answer.json()["error"]["code"] == "blob_corrupted"
+    assert hub.metric("risk_hub_blob_errors_total", operation="get", kind="corrupted") == 1
