@@ -146,3 +146,24 @@ async def test_unknown_route_and_method_get_json_errors(hub: HubClient) -> None:
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
     wrong = await hub.client.delete("/risk-hub/worlds/w1/snapshots")
     assert wrong.status_code == 405 and "error" in wrong.json()
+    # RFC 9110: a 405 names allowed methods (Starlette lists those of the first route on the path)
+    assert "POST" in wrong.headers["allow"]
+
+
+async def test_the_openapi_document_describes_what_the_routes_really_take_and_answer(hub: HubClient) -> None:
+    """The handlers read the raw body and headers themselves; the document must still say so
+    (a generated client or a fuzzer reads it), and its errors have the hub's one shape."""
+    spec = (await hub.client.get("/openapi.json")).json()
+    post = spec["paths"]["/risk-hub/worlds/{world_id}/snapshots"]["post"]
+    body = post["requestBody"]["content"]["application/json"]["schema"]
+    assert {"as_of", "version", "weights"} <= set(body["required"])
+    assert {"X-Actor", "X-Stage", "X-Correlation-Id"} <= {p["name"] for p in post["parameters"]}
+    assert {"200", "201", "400", "401", "403", "409", "413", "422", "503"} == set(post["responses"])
+    for path in spec["paths"].values():
+        for operation in path.values():
+            for status, answer in operation["responses"].items():
+                if status.startswith(("4", "5")):
+                    assert answer["content"]["application/json"]["schema"] == {
+                        "$ref": "#/components/schemas/ErrorBody"
+                    }
+    assert "HTTPValidationError" not in spec["components"]["schemas"]

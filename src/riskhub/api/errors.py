@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -50,10 +51,12 @@ def status_of(exc: RiskHubError) -> int:
     return 500
 
 
-def error_response(status: int, code: str, message: str, field: str | None = None) -> Response:
+def error_response(
+    status: int, code: str, message: str, field: str | None = None, headers: Mapping[str, str] | None = None
+) -> Response:
     """A JSON error response in the hub's one shape."""
     body = {"error": {"code": code, "message": message, "field": field}}
-    headers = {}
+    headers = dict(headers or {})
     if status == 503:
         headers["Retry-After"] = RETRY_AFTER_S
     if status == 401:
@@ -85,7 +88,7 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return error_response(exc.status_code, code, str(exc.detail))
+    return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)  # 405: Allow
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

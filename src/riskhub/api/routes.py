@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from riskhub.api.schemas import WRITE_DOC, Receipt, errors
 from riskhub.bootstrap import Components
 from riskhub.canonical import dumps_compact
 from riskhub.errors import ContractError, PayloadTooLarge, RequestRejected
@@ -17,6 +18,7 @@ from riskhub.hub import iso_utc
 from riskhub.store import InsertResult, StoredSnapshot
 
 router = APIRouter(prefix="/risk-hub/worlds/{world_id}/snapshots")
+READ_ERRORS = errors(401, 403, 404, 422, 502, 503)
 JSON = "application/json"
 Query = TypeVar("Query", bound=BaseModel)
 
@@ -91,7 +93,16 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-@router.post("", status_code=201)
+@router.post(
+    "",
+    status_code=201,
+    response_model=Receipt,
+    responses={
+        200: {"model": Receipt, "description": "The same snapshot again (idempotent retry)"},
+        **errors(400, 401, 403, 409, 413, 422, 503),
+    },
+    openapi_extra=WRITE_DOC,
+)
 async def post_snapshot(world_id: str, request: Request) -> Response:
     """Store a snapshot: 201 new, 200 idempotent retry."""
     parts = components(request)
@@ -135,7 +146,7 @@ def _receipt(result: InsertResult) -> dict[str, Any]:
     }
 
 
-@router.get("/latest", openapi_extra=documented(LatestQuery))
+@router.get("/latest", responses=READ_ERRORS, openapi_extra=documented(LatestQuery))
 async def get_latest(world_id: str, request: Request) -> Response:
     """The newest unexpired snapshot (404 naming it when it has expired)."""
     parts = authorize(request, write=False)
@@ -144,7 +155,7 @@ async def get_latest(world_id: str, request: Request) -> Response:
     return await _snapshot_response(parts, snapshot, q.expand)
 
 
-@router.get("", openapi_extra=documented(ListQuery))
+@router.get("", responses=READ_ERRORS, openapi_extra=documented(ListQuery))
 async def list_snapshots(world_id: str, request: Request) -> Response:
     """History, newest first; expired snapshots are marked ``"expired": true``."""
     parts = authorize(request, write=False)
@@ -160,7 +171,7 @@ async def list_snapshots(world_id: str, request: Request) -> Response:
     return Response(body, media_type=JSON)
 
 
-@router.get("/lookup", openapi_extra=documented(LookupQuery))
+@router.get("/lookup", responses=READ_ERRORS, openapi_extra=documented(LookupQuery))
 async def lookup_snapshot(world_id: str, request: Request) -> Response:
     """One snapshot by ``version``, or the newest at or before ``as_of``."""
     parts = authorize(request, write=False)

@@ -1,0 +1,92 @@
+"""OpenAPI documentation of the routes: what the handlers read and write by hand (raw body,
+headers, pre-serialized answers) described as models. Nothing here validates a request: the
+contract module does, with the error messages the API promises."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong, and the field it is about (when there is one)."""
+
+    code: str
+    message: str
+    field: str | None
+
+
+class ErrorBody(BaseModel):
+    """Every error answer."""
+
+    error: ErrorDetail
+
+
+class SnapshotIn(BaseModel):
+    """A risk snapshot as a producer sends it (see DESIGN.md "The contract"); free extra keys allowed."""
+
+    model_config = ConfigDict(extra="allow")
+
+    world_id: str | None = Field(None, description="if given, equal to the path's")
+    as_of: str = Field(description="ISO-8601 timestamp")
+    version: str
+    weights: dict[str, float] = Field(description="id -> weight; finite, summing to 1 within 1e-3")
+    covariance: dict[str, Any] | None = Field(
+        None, description='keyed {"a,b": v} or {"ids": [...], "matrix": [[...]]}'
+    )
+    covariance_ref: str | None = None
+    realized_returns: dict[str, list[float]] | list[float] | None = None
+    realized_returns_ref: str | None = None
+    stress: dict[str, dict[str, float]] | None = Field(None, description="scenario -> metric -> number")
+    stress_ref: str | None = None
+    constraints: dict[str, Any] | None = None
+    ttl_sec: int | None = Field(None, description="seconds, 1..86400; default 900")
+    provenance: dict[str, Any] | None = Field(None, description="actor, stage, free extra keys")
+    hash: str | None = Field(None, description='"sha256:<hex>" or "blake3:<hex>"; computed when absent')
+
+
+class Receipt(BaseModel):
+    """The answer to a write."""
+
+    world_id: str
+    version: str
+    hash: str
+    created: bool
+    created_at: str
+    expires_at: str
+    stage: str | None
+    actor: str
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """Error answers of a route, for ``responses=``."""
+    return {status: {"model": ErrorBody} for status in statuses}
+
+
+def header(name: str, description: str) -> dict[str, Any]:
+    """A documented request header."""
+    return {
+        "name": name,
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": description,
+    }
+
+
+WRITE_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": SnapshotIn.model_json_schema(ref_template="#/components/schemas/{model}")
+            }
+        },
+    },
+    "parameters": [
+        header("X-Actor", "the producer (or provenance.actor); required by one or the other"),
+        header("X-Stage", "backtest | paper | live (or provenance.stage)"),
+        header("X-Correlation-Id", "carried into the event"),
+    ],
+}
