@@ -146,7 +146,7 @@ def build_components(settings: Settings) -> Components:
         cache=cache,
         blobs=blobs,
         metrics=metrics,
-        limits=HubLimits(settings.contract_rules, settings.inline_cov_threshold),
+        limits=HubLimits(settings.contract_rules, settings.inline_cov_threshold, settings.max_event_bytes),
         clock=utc_now,
         on_commit=relay.notify,
     )

@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
     inline_cov_threshold: int = 256 * 1024  # bytes of a part's canonical JSON
+    max_event_bytes: int = 1_000_000  # largest stored snapshot (= event data) the bus must carry
 
     # ControlBus: unset brokers -> in-process bus
     controlbus_brokers: str | None = None

@@ -32,6 +32,7 @@ from riskhub.errors import (
     BlobMissing,
     CacheUnavailable,
     ContractError,
+    PayloadTooLarge,
     RequestRejected,
     SnapshotExpired,
     SnapshotNotFound,
@@ -89,6 +90,7 @@ class HubLimits:
 
     rules: ContractRules
     inline_threshold_bytes: int
+    max_event_bytes: int = 1_000_000  # a stored snapshot is its event's data: Kafka takes ~1 MiB
 
 
 class Hub:
@@ -134,12 +136,11 @@ class Hub:
                 rules=self.limits.rules,
             )
             await self._pin_producer_refs(snap.body)
-            stored_body, offloaded = await self._offload_large_parts(snap)
-            record = self._stored_snapshot(snap, stored_body, offloaded)
+            record = await self._record_within_event_limit(snap)
             event = snapshot_event(snap.world_id, snap.version, snap.dedupe_key, correlation_id)
             # The parsed body is thousands of objects: let them go before waiting for the commit,
             # so the next requests parse into memory still in the CPU cache.
-            del snap, stored_body
+            del snap
             result = await self.store.insert_snapshot(record, event)
         except RequestRejected as exc:  # 409 included: every rejected write is counted by reason
             self.reject_write(exc, world_id, actor=actor, stage=stage)
@@ -170,9 +171,26 @@ class Hub:
             if not await self._blob_call("pin", self.blobs.pin(ref)):
                 raise ContractError(f"{ref_field}: blob {ref} does not exist", field=ref_field)
 
-    async def _offload_large_parts(self, snap: Snapshot) -> tuple[dict[str, Any], list[str]]:
-        """Replace inline parts over the threshold by content-addressed refs."""
-        threshold = self.limits.inline_threshold_bytes
+    async def _record_within_event_limit(self, snap: Snapshot) -> StoredSnapshot:
+        """The row to store, its large parts offloaded. Its payload is also its event's data, which
+        the bus must take: if it is too large, every part goes to the blob store; if it still is
+        (weights, constraints and extra keys always stay inline), the write is refused (413)."""
+        record = self._stored_snapshot(
+            snap, *await self._offload_large_parts(snap, self.limits.inline_threshold_bytes)
+        )
+        limit = self.limits.max_event_bytes
+        if len(record.payload) > limit:
+            record = self._stored_snapshot(snap, *await self._offload_large_parts(snap, 0))
+        if len(record.payload) > limit:
+            raise PayloadTooLarge(
+                f"body: {len(record.payload)} bytes stay inline once covariance, realized_returns and"
+                f" stress are offloaded, over the {limit}-byte limit of an event (RISKHUB_MAX_EVENT_BYTES)",
+                field="body",
+            )
+        return record
+
+    async def _offload_large_parts(self, snap: Snapshot, threshold: int) -> tuple[dict[str, Any], list[str]]:
+        """Replace inline parts over ``threshold`` bytes by content-addressed refs."""
         # A part's canonical JSON is a piece of the snapshot's: a small snapshot has no large part.
         if len(snap.canonical) <= threshold:
             return snap.body, []

@@ -11,6 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 import riskhub.hub as hub_module
+from riskhub.canonical import canonical_json
 from riskhub.contract import risk_snapshot_dedupe_key, snapshot_hash, verify_hash
 
 from conftest import (
@@ -390,3 +391,27 @@ async def test_a_stored_ref_to_a_blob_that_is_no_json_is_502_on_expand(
     answer = await hub.get("/risk-hub/worlds/w1/snapshots/latest", expand="true")
     assert answer.status_code == 502 and answer.json()["error"]["code"] == "blob_corrupted"
     assert hub.metric("risk_hub_blob_errors_total", operation="get", kind="corrupted") == 1
+
+
+async def test_a_snapshot_too_large_for_an_event_offloads_every_part_or_is_413(
+    make_hub: Callable[..., Any],
+) -> None:
+    """The stored snapshot is its event's data, and Kafka refuses messages over ~1 MiB (the
+    relay would retry such an event forever, holding its world's later events back)."""
+    returns = {"strategy_a": [0.001] * 300, "strategy_b": [0.002] * 300}
+    async with make_hub(max_event_bytes=3000) as hub:
+        body = sample_snapshot(realized_returns=returns)
+        assert len(canonical_json(returns)) > 3000
+        assert (await hub.post("w1", body)).status_code == 201
+        stored = await hub.parts.store.get_snapshot("w1", "v1")
+        assert stored is not None and len(stored.payload) <= 3000
+        served = (await hub.get("/risk-hub/worlds/w1/snapshots/latest")).json()
+        assert sorted(served["hub_offloaded"]) == ["realized_returns", "stress"]
+        expanded = (await hub.get("/risk-hub/worlds/w1/snapshots/latest", expand="true")).json()
+        assert expanded["realized_returns"] == returns and verify_hash(expanded, lambda ref: None)
+
+        wide = {f"asset_{i:04d}": 1 / 200 for i in range(200)}
+        answer = await hub.post("w2", sample_snapshot(weights=wide, realized_returns=None, stress=None))
+        assert answer.status_code == 413 and answer.json()["error"]["field"] == "body"
+        assert "RISKHUB_MAX_EVENT_BYTES" in answer.json()["error"]["message"]
+        assert (await hub.get("/risk-hub/worlds/w2/snapshots/latest")).status_code == 404
