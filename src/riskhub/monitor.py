@@ -24,6 +24,7 @@ from enum import StrEnum
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from riskhub.client import AsyncRiskHubClient
 from riskhub.contract import parse_timestamp
@@ -160,14 +161,14 @@ class FreshnessReport:
             table.add_column(column, overflow="fold")
         for r in self.results:
             lag = "-" if r.lag_s is None else format_lag(r.lag_s)
-            table.add_row(
-                r.world_id,
-                r.stage or "any",
-                f"[{_STYLES[r.status]}]{r.status.value}[/]",
+            table.add_row(  # data as Text: rich would read "[x]" as markup and ":boom:" as an emoji
+                Text(r.world_id),
+                Text(r.stage or "any"),
+                Text(r.status.value, style=_STYLES[r.status]),
                 lag,
-                r.as_of or "-",
-                r.version or "-",
-                r.detail,
+                Text(r.as_of or "-"),
+                Text(r.version or "-"),
+                Text(r.detail),
             )
         return table
 

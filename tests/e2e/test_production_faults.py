@@ -116,6 +116,9 @@ def test_postgres_down_writes_get_503_and_the_hub_recovers_by_itself(
     assert refused.headers["retry-after"] == "1"
     assert refused.json()["error"]["code"] == "store_unavailable"
     assert httpx.get(f"{server.url}/readyz").status_code == 503
+    scrape = httpx.get(f"{server.url}/metrics")  # the 5xx burst must stay visible meanwhile
+    assert scrape.status_code == 200
+    assert 'status="503"' in scrape.text
     own_services.postgres.start()
     wait_for(lambda: post(server, "w1", body("v2", as_of="2025-01-02T00:00:00Z")).status_code == 201)
     history = get(server, "/risk-hub/worlds/w1/snapshots").json()["snapshots"]

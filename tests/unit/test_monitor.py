@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from rich.console import Console
 
 from riskhub.monitor import Freshness, FreshnessReport, Status, Thresholds, format_lag, judge_latest
 
@@ -81,3 +82,13 @@ def test_json_report_is_machine_readable() -> None:
 )
 def test_lags_read_like_durations(seconds: float, text: str) -> None:
     assert format_lag(seconds) == text
+
+
+def test_the_table_prints_ids_and_messages_as_they_are() -> None:
+    """rich reads "[...]" as markup and ":name:" as an emoji in plain strings: a world
+    "w:boom:" or a version "v[red]" printed as something else."""
+    results = [Freshness("w:boom:", None, Status.CRIT, version="v[red]1", detail="[b]x[/b] :smile:")]
+    console = Console(record=True, width=200)
+    console.print(FreshnessReport(results, Thresholds(), NOW).table())
+    text = console.export_text()
+    assert "w:boom:" in text and "v[red]1" in text and "[b]x[/b] :smile:" in text

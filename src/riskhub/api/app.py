@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,6 +18,7 @@ from riskhub.api.auth import TokenAuth
 from riskhub.api.errors import install_error_handlers
 from riskhub.bootstrap import Components, build_components
 from riskhub.config import Settings
+from riskhub.errors import Unavailable
 
 
 def create_app(settings: Settings, *, components: Components | None = None) -> FastAPI:
@@ -80,7 +82,10 @@ async def readyz(request: Request) -> Response:
 async def metrics(request: Request) -> Response:
     """Prometheus exposition of the hub's registry."""
     parts: Components = request.app.state.components
-    await parts.relay.refresh_backlog_metrics()
+    # With the store down the backlog gauges keep their last values: the rest (the 5xx counts
+    # above all) is what operators need to see now.
+    with contextlib.suppress(Unavailable):
+        await parts.relay.refresh_backlog_metrics()
     return Response(generate_latest(parts.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 

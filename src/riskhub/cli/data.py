@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Annotated
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from riskhub.cli.common import DsnOption, add_command, configure_logging, fail, settings_with
 from riskhub.config import Settings
+
+if TYPE_CHECKING:
+    from riskhub.bus.dlq import DlqEntry
 
 
 def dlq_list(
@@ -26,18 +31,7 @@ def dlq_list(
         for entry in entries:
             typer.echo(json.dumps(entry.summary()))
         return
-    table = Table("id", "origin", "world", "version", "attempts", "error")
-    for entry in entries:
-        row = entry.summary()
-        table.add_row(
-            row["id"],
-            row["origin"],
-            str(row["world_id"]),
-            str(row["version"]),
-            str(row["attempts"]),
-            f"{row['error_type']}: {row['error_message']}",
-        )
-    Console().print(table)
+    Console().print(dlq_table(entries))
     typer.echo(f"{len(entries)} dead-lettered events on {settings.dlq_topic}")
 
 
@@ -133,3 +127,15 @@ def register(app: typer.Typer) -> None:
     add_command(dlq_app, dlq_list, name="list")
     add_command(dlq_app, dlq_replay, name="replay")
     app.add_typer(dlq_app, name="dlq")
+
+
+def dlq_table(entries: Sequence[DlqEntry]) -> Table:
+    """One row per dead-lettered event. Cells are ``Text``: rich reads "[x]" in a plain string as
+    markup and ":name:" as an emoji (the id ``dlq:boom:0:3`` must print as is, to be pasted)."""
+    table = Table("id", "origin", "world", "version", "attempts", "error")
+    for entry in entries:
+        row = entry.summary()
+        cells = (row["id"], row["origin"], row["world_id"], row["version"], row["attempts"])
+        error = f"{row['error_type']}: {row['error_message']}"
+        table.add_row(*(Text(str(cell)) for cell in (*cells, error)))
+    return table
