@@ -115,6 +115,9 @@ def test_postgres_down_writes_get_503_and_the_hub_recovers_by_itself(
     assert refused.status_code == 503
     assert refused.headers["retry-after"] == "1"
     assert refused.json()["error"]["code"] == "store_unavailable"
+    assert "nothing was written" in refused.json()["error"]["message"]
+    history = get(server, "/risk-hub/worlds/w1/snapshots")  # a read wrote nothing to begin with
+    assert history.status_code == 503 and "written" not in history.json()["error"]["message"]
     assert httpx.get(f"{server.url}/readyz").status_code == 503
     scrape = httpx.get(f"{server.url}/metrics")  # the 5xx burst must stay visible meanwhile
     assert scrape.status_code == 200

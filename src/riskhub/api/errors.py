@@ -71,7 +71,8 @@ async def _riskhub_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, Unavailable):
         # Driver details stay in the log; the client learns what failed and that a retry is safe.
         log.warning("%s %s -> %d %s", request.method, request.url.path, status, exc.message)
-        message = f"{exc.code.replace('_', ' ')}; nothing was written, retry later"
+        written = "" if request.method in ("GET", "HEAD") else " nothing was written,"
+        message = f"{exc.code.replace('_', ' ')};{written} retry later"
     elif status >= 500:  # the hub's own data is damaged (502): operators must hear of it
         log.error("%s %s -> %d %s", request.method, request.url.path, status, exc.message)
     return error_response(status, exc.code, message, exc.field)
