@@ -59,6 +59,8 @@ class ConsumerPolicy:
 
 
 UNKNOWN_LABELS = ("unknown", "unknown")
+# What event data no producer of ours sends raises (a key no store can hold: ContractError).
+_UNUSABLE_DATA = (TypeError, ValueError, AttributeError, ContractError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,12 +160,7 @@ class SnapshotConsumer:
             return _Item(record, None)
         try:
             return _Item(record, event, self._dedupe_key(event))
-        except (
-            TypeError,
-            ValueError,
-            AttributeError,
-            ContractError,
-        ) as exc:  # data no producer of ours sends
+        except _UNUSABLE_DATA as exc:
             return _Item(record, UndecodableEvent(f"unusable event data: {type(exc).__name__}: {exc}"))
 
     async def _handle_one(self, item: _Item, batch: _BatchState) -> None:
