@@ -328,6 +328,10 @@ async def test_valid_but_extreme_numbers_are_processed_and_never_block_the_outbo
             constraints={"max_gross": 3},
         ),
         "w3": sample_snapshot(),
+        "w4": sample_snapshot(  # every portfolio return fits a float, their sum does not
+            weights={"x": 1e308, "y": -1e308, "z": 1.0},
+            realized_returns={"x": [1.0, 1.0], "y": [0.0, 0.0], "z": [0.0, 0.0]},
+        ),
     }
     for world, body in bodies.items():
         assert (await hub.post(world, body)).status_code == 201
@@ -348,6 +352,7 @@ async def test_valid_but_extreme_numbers_are_processed_and_never_block_the_outbo
     assert rows["w2"]["stress"]["covariance_variance"] is None
     assert rows["w2"]["live_checks"]["breaches"] == [{"limit": "max_gross", "value": None, "bound": 3}]
     assert rows["w3"]["stress"]["realized_volatility"] is not None
+    assert rows["w4"]["stress"]["realized_volatility"] is None
 
 
 async def test_a_part_whose_canonical_json_outgrows_the_body_is_still_offloaded(

@@ -57,8 +57,11 @@ async def stress(view: SnapshotView) -> dict[str, Any]:
     returns = view.parts.get("realized_returns")
     if returns is not None:
         series = _portfolio_series(view.weights, returns)
-        result["realized_volatility"] = None if series is None else risk.realized_volatility(series)
-        result["realized_max_drawdown"] = None if series is None else risk.max_drawdown(series)
+        if series is None:
+            result["realized_volatility"] = result["realized_max_drawdown"] = None
+        else:
+            result["realized_volatility"] = risk.in_float_range(risk.realized_volatility, series)
+            result["realized_max_drawdown"] = risk.in_float_range(risk.max_drawdown, series)
     covariance = view.parts.get("covariance")
     if covariance is not None:
         result["covariance_variance"] = risk.in_float_range(
