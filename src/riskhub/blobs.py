@@ -23,7 +23,7 @@ from aiobotocore.config import AioConfig
 from botocore.exceptions import BotoCoreError, ClientError
 from redis.exceptions import RedisError
 
-from riskhub.canonical import canonical_json
+from riskhub.canonical import canonical_json, loads_exact
 from riskhub.contract import OFFLOADABLE_PARTS
 from riskhub.errors import BlobCorrupted, BlobMissing, BlobStoreUnavailable, ContractError
 
@@ -314,6 +314,16 @@ class S3BlobStore:
         if self._client_context is not None:
             await self._client_context.__aexit__(None, None, None)
             self._client = self._client_context = None
+
+
+async def read_part(store: BlobStore, ref: str) -> Any:
+    """The part a ref holds, digest-verified; ``BlobCorrupted`` if it is no JSON (refs are checked
+    on write, so only a ref accepted by an older version can hold such a blob)."""
+    content = await store.get(ref)
+    try:
+        return loads_exact(content)
+    except (ValueError, RecursionError):
+        raise BlobCorrupted(f"blob {ref}: content is not JSON") from None
 
 
 async def offload_large_parts(

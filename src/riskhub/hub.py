@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from riskhub.blobs import BlobStore, offload_large_parts, require_address
+from riskhub.blobs import BlobStore, offload_large_parts, read_part, require_address
 from riskhub.bus.codec import EVENT_TYPE
 from riskhub.cache import LatestCache
-from riskhub.canonical import dumps_compact, loads_exact, merge_objects
+from riskhub.canonical import dumps_compact, merge_objects
 from riskhub.contract import (
     OFFLOADABLE_PARTS,
     ContractRules,
@@ -90,7 +90,7 @@ class HubLimits:
 
     rules: ContractRules
     inline_threshold_bytes: int
-    max_event_bytes: int = 1_000_000  # a stored snapshot is its event's data: Kafka takes ~1 MiB
+    max_event_bytes: int  # a stored snapshot is its event's data, which the bus must take
 
 
 class Hub:
@@ -305,12 +305,7 @@ class Hub:
             ref = document.get(f"{part}_ref")
             if ref is None:
                 continue
-            content = await self._blob_call("get", self.blobs.get(ref))
-            try:
-                document[part] = loads_exact(content)
-            except (ValueError, RecursionError):  # accepted before refs were checked on write
-                self.metrics.blob_errors.labels("get", "corrupted").inc()
-                raise BlobCorrupted(f"blob {ref}: content is not JSON") from None
+            document[part] = await self._blob_call("get", read_part(self.blobs, ref))
             if part in offloaded:
                 del document[f"{part}_ref"]
         document["expired"] = snapshot.is_expired(self.clock())

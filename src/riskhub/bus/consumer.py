@@ -18,7 +18,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from riskhub.blobs import BlobStore
+from riskhub.blobs import BlobStore, read_part
 from riskhub.bus import Publisher, ReceivedRecord
 from riskhub.bus.codec import (
     EVENT_TYPE,
@@ -27,7 +27,6 @@ from riskhub.bus.codec import (
     decode_record,
     encode_dlq_event,
 )
-from riskhub.canonical import loads_exact
 from riskhub.contract import (
     OFFLOADABLE_PARTS,
     check_stored_text,
@@ -205,7 +204,7 @@ class SnapshotConsumer:
             if part in data:
                 parts[part] = data[part]
             elif isinstance(data.get(f"{part}_ref"), str):
-                parts[part] = loads_exact(await self._blobs.get(data[f"{part}_ref"]))
+                parts[part] = await read_part(self._blobs, data[f"{part}_ref"])
         return parts
 
     async def _dead_letter(
