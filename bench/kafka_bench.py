@@ -51,8 +51,8 @@ from riskhub.bus.codec import KafkaRecord, SerializedJson, encode_event
 from riskhub.bus.consumer import SnapshotConsumer
 from riskhub.bus.kafka import PRODUCER_MAX_BATCH_BYTES, GroupSettings, read_topic
 from riskhub.config import Settings
-from riskhub.store import OutboxEvent
-from riskhub.workers import load_workers
+from riskhub.model import OutboxEvent
+from riskhub.risk.workers import load_workers
 
 from services import create_topic
 

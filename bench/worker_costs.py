@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from riskhub.bus import ReceivedRecord
 from riskhub.bus.codec import decode_record
 from riskhub.contract import OFFLOADABLE_PARTS
-from riskhub.workers import SnapshotView, Worker
+from riskhub.risk.workers import SnapshotView, Worker
 
 REPEATS = 200
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from riskhub.workers import SnapshotView, Worker
+from riskhub.risk.workers import SnapshotView, Worker
 
 FAILURES = {"remaining": 0}
 FAILING_VERSIONS: set[str] = set()  # these always fail

@@ -13,7 +13,8 @@ import hashlib
 import os
 import re
 import tempfile
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -23,9 +24,10 @@ from aiobotocore.config import AioConfig
 from botocore.exceptions import BotoCoreError, ClientError
 from redis.exceptions import RedisError
 
-from riskhub.canonical import canonical_json, loads_exact
+from riskhub.config import BLOB_REDIS_PREFIX
 from riskhub.contract import OFFLOADABLE_PARTS
-from riskhub.errors import BlobCorrupted, BlobMissing, BlobStoreUnavailable, ContractError
+from riskhub.contract.canonical import canonical_json, loads_exact
+from riskhub.errors import BlobCorrupted, BlobMissing, BlobStoreUnavailable, ContractError, translated
 
 _HEX = r"[0-9a-f]{64}"
 
@@ -158,10 +160,15 @@ return 0
 """
 
 
+def _redis_errors() -> AbstractContextManager[None]:
+    """The Redis adapter's one boundary: redis-py's errors become ``BlobStoreUnavailable``."""
+    return translated((RedisError,), BlobStoreUnavailable, "blob store")
+
+
 class RedisBlobStore:
     """Blobs as Redis strings ``<prefix><hex>`` (default prefix ``risk-blobs:``)."""
 
-    def __init__(self, url: str, *, prefix: str = "risk-blobs:", ttl_s: int | None = None) -> None:
+    def __init__(self, url: str, *, prefix: str = BLOB_REDIS_PREFIX, ttl_s: int | None = None) -> None:
         self._redis = aioredis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=1.0)
         self._url_base = url.split("://", 1)[1].split("/", 1)[0]
         self._prefix = prefix
@@ -179,22 +186,18 @@ class RedisBlobStore:
         """SET, idempotent by content. Without ``pin`` and with a TTL configured the blob expires
         unless referenced later (``pin``), and a pinned blob stays pinned; a plain SET pins."""
         key = self._prefix + content_address(content)
-        try:
+        with _redis_errors():
             if pin or self._ttl_s is None:
                 await self._redis.set(key, content)
             else:
                 await self._set_unless_pinned(keys=[key], args=[content, self._ttl_s])
-        except RedisError as exc:
-            raise BlobStoreUnavailable(f"blob store: {type(exc).__name__}: {exc}") from exc
         return f"redis://{key}"
 
     async def get(self, ref: str) -> bytes:
         """GET and verify."""
         address = require_address(self, ref, "ref")
-        try:
+        with _redis_errors():
             content = await self._redis.get(self._prefix + address)
-        except RedisError as exc:
-            raise BlobStoreUnavailable(f"blob store: {type(exc).__name__}: {exc}") from exc
         if content is None:
             raise BlobMissing(f"blob {ref} does not exist")
         return verify_content(ref, address, bytes(content))
@@ -202,22 +205,35 @@ class RedisBlobStore:
     async def pin(self, ref: str) -> bool:
         """PERSIST: a referenced blob must outlive the snapshot rows that point to it."""
         address = require_address(self, ref, "ref")
-        try:
+        with _redis_errors():
             exists = await self._persist(keys=[self._prefix + address])
-        except RedisError as exc:
-            raise BlobStoreUnavailable(f"blob store: {type(exc).__name__}: {exc}") from exc
         return bool(exists)
 
     async def ping(self) -> None:
         """PING."""
-        try:
+        with _redis_errors():
             await cast("Awaitable[bool]", self._redis.ping())
-        except RedisError as exc:
-            raise BlobStoreUnavailable(f"blob store: {type(exc).__name__}: {exc}") from exc
 
     async def close(self) -> None:
         """Close the pool."""
         await self._redis.aclose()
+
+
+_S3_MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
+
+
+@contextmanager
+def _s3_errors(*, missing: str | None = None) -> Iterator[None]:
+    """The S3 adapter's one boundary: an absent object is ``BlobMissing`` (naming the ref
+    ``missing``, when a missing object is an answer), any other botocore error is
+    ``BlobStoreUnavailable``."""
+    with translated((BotoCoreError, ClientError), BlobStoreUnavailable, "blob store"):
+        try:
+            yield
+        except ClientError as exc:
+            if missing is not None and exc.response.get("Error", {}).get("Code") in _S3_MISSING:
+                raise BlobMissing(f"blob {missing} does not exist") from None
+            raise
 
 
 class S3BlobStore:
@@ -259,7 +275,7 @@ class S3BlobStore:
     async def put(self, content: bytes, *, pin: bool = False) -> str:
         """PUT the object (same key for the same content; objects carry no expiry here)."""
         address = content_address(content)
-        try:
+        with _s3_errors():
             s3 = await self._s3()
             await s3.put_object(
                 Bucket=self._bucket,
@@ -267,47 +283,34 @@ class S3BlobStore:
                 Body=content,
                 ContentType="application/json",
             )
-        except (BotoCoreError, ClientError) as exc:
-            raise BlobStoreUnavailable(f"blob store: {type(exc).__name__}: {exc}") from exc
         return f"{self._base}{address}.json"
 
     async def get(self, ref: str) -> bytes:
         """GET and verify."""
         address = require_address(self, ref, "ref")
-        try:
+        with _s3_errors(missing=ref):
             s3 = await self._s3()
             response = await s3.get_object(Bucket=self._bucket, Key=self._object_key(address))
             async with response["Body"] as stream:
                 content = await stream.read()
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                raise BlobMissing(f"blob {ref} does not exist") from None
-            raise BlobStoreUnavailable(f"blob store: {type(exc).__name__}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise BlobStoreUnavailable(f"blob store: {type(exc).__name__}: {exc}") from exc
         return verify_content(ref, address, bytes(content))
 
     async def pin(self, ref: str) -> bool:
         """S3 objects here carry no expiry: pinning checks existence (HEAD)."""
         address = require_address(self, ref, "ref")
         try:
-            s3 = await self._s3()
-            await s3.head_object(Bucket=self._bucket, Key=self._object_key(address))
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
-                return False
-            raise BlobStoreUnavailable(f"blob store: {type(exc).__name__}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise BlobStoreUnavailable(f"blob store: {type(exc).__name__}: {exc}") from exc
+            with _s3_errors(missing=ref):
+                s3 = await self._s3()
+                await s3.head_object(Bucket=self._bucket, Key=self._object_key(address))
+        except BlobMissing:
+            return False
         return True
 
     async def ping(self) -> None:
         """HEAD the bucket."""
-        try:
+        with _s3_errors():
             s3 = await self._s3()
             await s3.head_bucket(Bucket=self._bucket)
-        except (BotoCoreError, ClientError) as exc:
-            raise BlobStoreUnavailable(f"blob store: {type(exc).__name__}: {exc}") from exc
 
     async def close(self) -> None:
         """Close the client."""

@@ -23,10 +23,10 @@ from riskhub.cache import LatestCache, MemoryCache, NoCache, RedisCache
 from riskhub.config import Settings
 from riskhub.hub import Hub, HubLimits, utc_now
 from riskhub.metrics import Metrics
+from riskhub.risk.workers import load_workers
 from riskhub.store import SnapshotStore
 from riskhub.store.postgres import PostgresStore
 from riskhub.store.sqlite import SqliteStore
-from riskhub.workers import load_workers
 
 log = logging.getLogger(__name__)
 
@@ -189,12 +189,12 @@ def build_kafka_worker(parts: Components) -> KafkaWorker:
     return KafkaWorker(
         brokers=settings.controlbus_brokers,
         topic=settings.controlbus_topic,
-        consumer=parts.consumer,
+        handle_batch=parts.consumer.handle_batch,
         metrics=parts.metrics,
         group=GroupSettings(
             group_id=settings.consumer_group,
             session_timeout_ms=settings.consumer_session_timeout_ms,
             heartbeat_interval_ms=settings.consumer_heartbeat_interval_ms,
-            retry_pause_s=settings.retry_backoff_sec,
+            retry_backoff_s=settings.retry_backoff_sec,
         ),
     )

@@ -14,6 +14,7 @@ commit and refresh) leaves an older snapshot "latest" for that long at most, nev
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Protocol, cast
 
@@ -21,8 +22,14 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from riskhub.errors import CacheUnavailable
-from riskhub.store import StoredSnapshot, us_from_utc, utc_from_us
+from riskhub.config import CACHE_MAX_AGE_S, CACHE_PREFIX
+from riskhub.errors import CacheUnavailable, translated
+from riskhub.model import StoredSnapshot, us_from_utc, utc_from_us
+
+
+def _driver_errors() -> AbstractContextManager[None]:
+    """This adapter's one boundary: redis-py's errors become ``CacheUnavailable``."""
+    return translated((RedisError,), CacheUnavailable, "cache")
 
 
 class LatestCache(Protocol):
@@ -104,7 +111,6 @@ _RANK_BYTES = 40
 # Microseconds from 0001-01-01 to the Unix epoch: ranks count from year 1, never negative, so 20
 # zero-padded digits sort as time does (before 1970 too).
 _RANK_ORIGIN_US = 62_135_596_800_000_000
-DEFAULT_MAX_AGE_S = 10.0
 
 
 class RedisCache:
@@ -118,9 +124,9 @@ class RedisCache:
         self,
         url: str,
         *,
-        prefix: str = "riskhub:",
+        prefix: str = CACHE_PREFIX,
         clock: Callable[[], datetime],
-        max_age_s: float = DEFAULT_MAX_AGE_S,
+        max_age_s: float = CACHE_MAX_AGE_S,
     ) -> None:
         self._redis = aioredis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
         self._prefix = prefix
@@ -133,10 +139,8 @@ class RedisCache:
 
     async def get(self, world_id: str, stage: str | None) -> StoredSnapshot | None:
         """The cached latest, or None."""
-        try:
+        with _driver_errors():
             raw = await self._redis.get(self._key(world_id, stage))
-        except RedisError as exc:
-            raise CacheUnavailable(f"cache: {type(exc).__name__}: {exc}") from exc
         return None if raw is None else _decode(raw)
 
     async def offer(self, snapshot: StoredSnapshot, scopes: Iterable[str | None]) -> int:
@@ -147,20 +151,16 @@ class RedisCache:
             return 0
         rank, value = _encode(snapshot)
         written = 0
-        try:
+        with _driver_errors():
             for scope in scopes:
                 key = self._key(snapshot.world_id, scope)
                 written += int(await self._offer(keys=[key], args=[rank, value, ttl_ms]))
-        except RedisError as exc:
-            raise CacheUnavailable(f"cache: {type(exc).__name__}: {exc}") from exc
         return written
 
     async def ping(self) -> None:
         """PING."""
-        try:
+        with _driver_errors():
             await cast("Awaitable[bool]", self._redis.ping())
-        except RedisError as exc:
-            raise CacheUnavailable(f"cache: {type(exc).__name__}: {exc}") from exc
 
     async def close(self) -> None:
         """Close the connection pool."""

@@ -1,17 +1,44 @@
-"""One typed Settings object, read from env ``RISKHUB_*``; embedded defaults when nothing is set."""
+"""One typed Settings object, read from env ``RISKHUB_*``; embedded defaults when nothing is set.
+
+Every default of a setting is written here once; the contract, the adapters and the client take
+theirs from the constants below (so this module imports nothing of riskhub at module level).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Final, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from riskhub.cache import DEFAULT_MAX_AGE_S
-from riskhub.contract import DEFAULT_STAGES, DEFAULT_TTL_S, MAX_TTL_S, ContractRules
+if TYPE_CHECKING:
+    from riskhub.contract import ContractRules
 
 CommaList = Annotated[list[str], NoDecode]
+
+# Contract
+DEFAULT_TTL_S: Final = 900
+MAX_TTL_S: Final = 86_400
+DEFAULT_STAGES: Final = frozenset({"backtest", "paper", "live"})
+# Size limits
+MAX_BODY_BYTES: Final = 32 * 1024 * 1024
+INLINE_COV_THRESHOLD_BYTES: Final = 256 * 1024  # bytes of a part's canonical JSON
+MAX_EVENT_BYTES: Final = 1_000_000  # largest stored snapshot (= event data) the bus must carry
+# Store, cache, blobs
+DATABASE_POOL_SIZE: Final = 10
+CACHE_PREFIX: Final = "riskhub:"
+CACHE_MAX_AGE_S: Final = 10.0  # longest a Redis latest entry lives unrefreshed
+BLOB_REDIS_PREFIX: Final = "risk-blobs:"
+# ControlBus and consumer (queue standards defaults)
+CONTROLBUS_TOPIC: Final = "policy"
+CONSUMER_GROUP: Final = "worldservice-risk-hub"
+EVENT_SOURCE: Final = "riskhub"
+MAX_ATTEMPTS: Final = 3
+RETRY_BACKOFF_S: Final = 0.5
+CONSUMER_SESSION_TIMEOUT_MS: Final = 10_000
+CONSUMER_HEARTBEAT_INTERVAL_MS: Final = 1_000
+RELAY_BATCH_SIZE: Final = 200
 
 
 class Settings(BaseSettings):
@@ -24,7 +51,7 @@ class Settings(BaseSettings):
     port: int = 8000
     tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     read_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
-    max_body_bytes: int = 32 * 1024 * 1024
+    max_body_bytes: int = MAX_BODY_BYTES
 
     # Contract
     default_ttl_sec: int = DEFAULT_TTL_S
@@ -37,37 +64,37 @@ class Settings(BaseSettings):
     data_dir: Path = Path("riskhub-data")
     database_url: str | None = None  # sqlite:///path or postgresql://user@host:port/db
     database_schema: str | None = None  # PostgreSQL search_path (one schema per deployment/test)
-    database_pool_size: int = 10
+    database_pool_size: int = DATABASE_POOL_SIZE
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     redis_url: str | None = None
-    cache_prefix: str = "riskhub:"
-    cache_max_age_sec: float = DEFAULT_MAX_AGE_S  # longest a Redis latest entry lives unrefreshed
+    cache_prefix: str = CACHE_PREFIX
+    cache_max_age_sec: float = CACHE_MAX_AGE_S
     blob_url: str | None = None  # file:///abs/dir, s3://bucket/prefix, redis://host:port/db
-    blob_redis_prefix: str = "risk-blobs:"
+    blob_redis_prefix: str = BLOB_REDIS_PREFIX
     blob_redis_ttl_sec: int | None = None  # expiry of blobs no accepted snapshot references yet
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
-    inline_cov_threshold: int = 256 * 1024  # bytes of a part's canonical JSON
-    max_event_bytes: int = 1_000_000  # largest stored snapshot (= event data) the bus must carry
+    inline_cov_threshold: int = INLINE_COV_THRESHOLD_BYTES
+    max_event_bytes: int = MAX_EVENT_BYTES
 
     # ControlBus: unset brokers -> in-process bus
     controlbus_brokers: str | None = None
-    controlbus_topic: str = "policy"
+    controlbus_topic: str = CONTROLBUS_TOPIC
     controlbus_idempotence: bool = False
     dlq_topic: str | None = None
-    consumer_group: str = "worldservice-risk-hub"
-    max_attempts: int = 3
-    retry_backoff_sec: float = 0.5
-    event_source: str = "riskhub"
+    consumer_group: str = CONSUMER_GROUP
+    max_attempts: int = MAX_ATTEMPTS
+    retry_backoff_sec: float = RETRY_BACKOFF_S
+    event_source: str = EVENT_SOURCE
     # Worker handlers run by the consumer: "module:attribute" naming a Worker or a list of them.
-    workers: CommaList = Field(default_factory=lambda: ["riskhub.workers:DEFAULT_WORKERS"])
-    consumer_session_timeout_ms: int = 10_000
-    consumer_heartbeat_interval_ms: int = 1_000
+    workers: CommaList = Field(default_factory=lambda: ["riskhub.risk.workers:DEFAULT_WORKERS"])
+    consumer_session_timeout_ms: int = CONSUMER_SESSION_TIMEOUT_MS
+    consumer_heartbeat_interval_ms: int = CONSUMER_HEARTBEAT_INTERVAL_MS
 
     # Background tasks of `riskhub serve`
     run_relay: bool = True
     run_consumer: bool = True
-    relay_batch_size: int = 200
+    relay_batch_size: int = RELAY_BATCH_SIZE
     bench_endpoints: bool = False  # /bench/parse and /bench/constant, baselines for `make bench`
 
     @field_validator("tokens", "read_tokens", "allowed_stages", "allowed_actors", "workers", mode="before")
@@ -80,15 +107,19 @@ class Settings(BaseSettings):
     @field_validator("allowed_stages")
     @classmethod
     def _lower_stages(cls, value: list[str]) -> list[str]:
-        return [stage.lower() for stage in value]
+        from riskhub.contract import stage_allowlist  # the contract imports this module
+
+        return sorted(stage_allowlist(value))
 
     @property
     def contract_rules(self) -> ContractRules:
         """The contract's configurable rules."""
+        from riskhub.contract import ContractRules, stage_allowlist  # the contract imports this module
+
         return ContractRules(
             default_ttl_s=self.default_ttl_sec,
             max_ttl_s=self.max_ttl_sec,
-            allowed_stages=frozenset(self.allowed_stages),
+            allowed_stages=stage_allowlist(self.allowed_stages),
             allowed_actors=frozenset(self.allowed_actors),
             require_stage=self.require_stage,
         )

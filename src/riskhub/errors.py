@@ -16,11 +16,20 @@
      |    +-- CacheUnavailable            (never reaches a client: reads fall back to the store)
      +-- BlobCorrupted                    a blob's bytes no longer match its content address (502)
      +-- BlobMissing                      a blob a stored snapshot refers to is gone (502)
+     +-- BusError                         the ControlBus side (never reaches an HTTP client)
+          +-- UndecodableEvent            a record is not a usable CloudEvent (dead-lettered)
+          +-- NotSentYet                  a record held back from a send to keep per-key order
+          +-- NotDelivered                the in-process bus's subscriber did not handle a record
+          +-- NotHandled                  a record neither handled nor dead-lettered (not committed)
 
-Drivers' own exceptions are translated to these at exactly one boundary: the adapter that uses them.
+Drivers' own exceptions are translated to these at exactly one boundary per adapter: a
+``translated`` block around its driver calls (as httpx's ``map_httpcore_exceptions``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 class RiskHubError(Exception):
@@ -96,3 +105,45 @@ class BlobCorrupted(RiskHubError):
 
 class BlobMissing(RiskHubError):
     code = "blob_missing"
+
+
+@contextmanager
+def translated(
+    driver_errors: tuple[type[BaseException], ...], unavailable: type[Unavailable], service: str
+) -> Iterator[None]:
+    """An adapter's one boundary: inside the block, its driver's errors become ``unavailable``,
+    naming the service and the driver's error (the cause stays chained for the logs)."""
+    try:
+        yield
+    except driver_errors as exc:
+        raise unavailable(f"{service}: {type(exc).__name__}: {exc}") from exc
+
+
+class BusError(RiskHubError):
+    """Publishing or consuming a ControlBus record did not complete."""
+
+    code = "bus_error"
+
+
+class UndecodableEvent(BusError):
+    """The record is not a usable CloudEvent; the message says why."""
+
+    code = "undecodable_event"
+
+
+class NotSentYet(BusError):
+    """A record held back from this send (see ``Publisher.send_in_order``); send it again later."""
+
+    code = "not_sent_yet"
+
+
+class NotDelivered(BusError):
+    """The in-process bus's subscriber did not handle the record; it stays unacknowledged."""
+
+    code = "not_delivered"
+
+
+class NotHandled(BusError):
+    """The record could not be handled nor dead-lettered: do not commit its offset."""
+
+    code = "not_handled"

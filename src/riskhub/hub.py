@@ -7,16 +7,13 @@ Publishing is the outbox relay's job, never a side effect of the request.
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from riskhub.blobs import BlobStore, offload_large_parts, read_part, require_address
-from riskhub.bus.codec import EVENT_TYPE
 from riskhub.cache import LatestCache
-from riskhub.canonical import dumps_compact, merge_objects
 from riskhub.contract import (
     OFFLOADABLE_PARTS,
     ContractRules,
@@ -24,9 +21,11 @@ from riskhub.contract import (
     check_referenced_part,
     check_stored_text,
     normalize_snapshot,
+    normalize_stage,
     parse_json,
     parse_timestamp,
 )
+from riskhub.contract.canonical import dumps_compact, merge_objects
 from riskhub.errors import (
     BlobCorrupted,
     BlobMissing,
@@ -38,14 +37,14 @@ from riskhub.errors import (
     SnapshotNotFound,
     Unavailable,
 )
+from riskhub.events import snapshot_event
 from riskhub.metrics import Metrics, stage_label
-from riskhub.store import InsertResult, NewOutboxEvent, SnapshotStore, StoredSnapshot
+from riskhub.model import InsertResult, StoredSnapshot
+from riskhub.store import SnapshotStore
 
-EVENT_VERSION = 1
 log = logging.getLogger(__name__)
 MAX_LIST_LIMIT = 1000
-# uuid5 namespace for event ids: an event's id is derived from its dedupe key.
-_EVENT_NAMESPACE = uuid.UUID("6f1d3c2e-4b1a-5e9f-9c47-2a8d1e0b7c55")
+T = TypeVar("T")
 
 
 def utc_now() -> datetime:
@@ -56,32 +55,6 @@ def utc_now() -> datetime:
 def iso_utc(moment: datetime) -> str:
     """RFC 3339 with ``Z``."""
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def snapshot_event(
-    world_id: str, version: str, dedupe_key: str, correlation_id: str | None = None
-) -> NewOutboxEvent:
-    """The outbox event announcing a stored snapshot. The row references the snapshot (the relay
-    joins its payload back in); id and idempotency key derive from the dedupe key, so a re-sent
-    event is the same event."""
-    return NewOutboxEvent(
-        world_id=world_id,
-        version=version,
-        event_id=event_id_for(dedupe_key),
-        event_type=EVENT_TYPE,
-        correlation_id=correlation_id,
-        extra=event_fields(dedupe_key),
-    )
-
-
-def event_fields(dedupe_key: str) -> bytes:
-    """The event's own fields (never part of the snapshot hash), as a JSON object."""
-    return dumps_compact({"event_version": EVENT_VERSION, "idempotency_key": dedupe_key})
-
-
-def event_id_for(dedupe_key: str) -> str:
-    """Stable CloudEvent id for a snapshot: a re-sent event keeps its id."""
-    return str(uuid.uuid5(_EVENT_NAMESPACE, dedupe_key))
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +108,13 @@ class Hub:
                 stage=stage,
                 rules=self.limits.rules,
             )
-            await self._pin_producer_refs(snap.body)
-            record = await self._record_within_event_limit(snap)
+            await self._pin_producer_refs(snap.body)  # blob GETs and pins
+            record = self._stored_snapshot(
+                snap, *await self._offload(snap, self.limits.inline_threshold_bytes)
+            )
+            if len(record.payload) > self.limits.max_event_bytes:  # the payload is the event's data
+                record = self._stored_snapshot(snap, *await self._offload(snap, 0))  # every part out
+                self._check_event_size(record)
             event = snapshot_event(snap.world_id, snap.version, snap.dedupe_key, correlation_id)
             # The parsed body is thousands of objects: let them go before waiting for the commit,
             # so the next requests parse into memory still in the CPU cache.
@@ -171,26 +149,19 @@ class Hub:
             if not await self._blob_call("pin", self.blobs.pin(ref)):
                 raise ContractError(f"{ref_field}: blob {ref} does not exist", field=ref_field)
 
-    async def _record_within_event_limit(self, snap: Snapshot) -> StoredSnapshot:
-        """The row to store, its large parts offloaded. Its payload is also its event's data, which
-        the bus must take: if it is too large, every part goes to the blob store; if it still is
-        (weights, constraints and extra keys always stay inline), the write is refused (413)."""
-        record = self._stored_snapshot(
-            snap, *await self._offload_large_parts(snap, self.limits.inline_threshold_bytes)
-        )
+    def _check_event_size(self, record: StoredSnapshot) -> None:
+        """A stored payload is also its event's data, which the bus must take; with every part
+        offloaded, weights, constraints and extra keys still inline, it may still be too large (413)."""
         limit = self.limits.max_event_bytes
-        if len(record.payload) > limit:
-            record = self._stored_snapshot(snap, *await self._offload_large_parts(snap, 0))
         if len(record.payload) > limit:
             raise PayloadTooLarge(
                 f"body: {len(record.payload)} bytes stay inline once covariance, realized_returns and"
                 f" stress are offloaded, over the {limit}-byte limit of an event (RISKHUB_MAX_EVENT_BYTES)",
                 field="body",
             )
-        return record
 
-    async def _offload_large_parts(self, snap: Snapshot, threshold: int) -> tuple[dict[str, Any], list[str]]:
-        """Replace inline parts over ``threshold`` bytes by content-addressed refs."""
+    async def _offload(self, snap: Snapshot, threshold: int) -> tuple[dict[str, Any], list[str]]:
+        """Blob PUTs: inline parts over ``threshold`` bytes become content-addressed refs."""
         # A part's canonical JSON is a piece of the snapshot's: a small snapshot has no large part.
         if len(snap.canonical) <= threshold:
             return snap.body, []
@@ -246,7 +217,7 @@ class Hub:
 
     def count_violation(self, reason: str, stage: str | None) -> None:
         """Count a rejected or non-conforming write (producer-violation metric)."""
-        label = stage_label(stage.lower() if stage else None, self.limits.rules.allowed_stages)
+        label = stage_label(normalize_stage(stage), self.limits.rules.allowed_stages)
         self.metrics.producer_violations.labels(reason, label).inc()
 
     # --- read ----------------------------------------------------------------------------------
@@ -336,7 +307,8 @@ class Hub:
         except CacheUnavailable:
             self.metrics.cache_requests.labels("error").inc()
 
-    async def _blob_call(self, operation: str, call: Any) -> Any:
+    async def _blob_call(self, operation: str, call: Awaitable[T]) -> T:
+        """Await a blob store call, counting its failures by kind."""
         try:
             return await call
         except BlobCorrupted:

@@ -35,7 +35,7 @@ from conftest import SAMPLE, TOKEN, Production, ServerProcess
 from services import KafkaService, create_topic, free_port, log_tail
 
 PARTITIONS = 3
-WORKERS_PER_EVENT = 3  # riskhub.workers.DEFAULT_WORKERS: extended_validation, stress, live_checks
+WORKERS_PER_EVENT = 3  # riskhub.risk.workers.DEFAULT_WORKERS: extended_validation, stress, live_checks
 WRITE = {
     "authorization": f"Bearer {TOKEN}",
     "x-actor": "gateway",

@@ -16,7 +16,8 @@ from orjson import loads
 from riskhub.blobs import BlobStore, FileBlobStore, RedisBlobStore, S3BlobStore
 from riskhub.cache import LatestCache, MemoryCache, RedisCache
 from riskhub.errors import BlobCorrupted, BlobMissing, ContractError, VersionConflict
-from riskhub.store import NewOutboxEvent, Outcome, SnapshotStore, StoredSnapshot, WorkerResult, postgres
+from riskhub.model import NewOutboxEvent, Outcome, StoredSnapshot, WorkerResult
+from riskhub.store import SnapshotStore, postgres
 from riskhub.store.postgres import PostgresStore
 from riskhub.store.sqlite import SqliteStore
 

@@ -11,8 +11,8 @@ import pytest
 import redis.asyncio as aioredis
 
 import riskhub.hub as hub_module
-from riskhub.canonical import canonical_json
 from riskhub.contract import risk_snapshot_dedupe_key, snapshot_hash, verify_hash
+from riskhub.contract.canonical import canonical_json
 
 from conftest import (
     FakeClock,

@@ -17,7 +17,7 @@ from prometheus_client import generate_latest
 import flaky_workers
 from riskhub.bus import ReceivedRecord
 from riskhub.errors import StoreUnavailable
-from riskhub.store import OUTCOME_DLQ, Outcome
+from riskhub.model import OUTCOME_DLQ, Outcome
 
 from conftest import HubClient, sample_snapshot
 

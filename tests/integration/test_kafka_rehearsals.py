@@ -17,11 +17,11 @@ from cloudevents.core.bindings.kafka import KafkaMessage, from_structured
 from cloudevents.core.formats.json import JSONFormat
 
 import flaky_workers
-from riskhub.backfill import reemit_event
 from riskhub.bootstrap import build_kafka_worker
 from riskhub.bus.dlq import read_dlq, replay
 from riskhub.bus.kafka import read_topic
-from riskhub.hub import event_id_for
+from riskhub.events import event_id_for
+from riskhub.ops.backfill import reemit_event
 
 from conftest import FakeClock, HubClient, sample_snapshot
 from services import KafkaService, create_topic

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from riskhub.canonical import canonical_json, merge_objects
 from riskhub.contract import digest, normalize_snapshot, snapshot_hash
+from riskhub.contract.canonical import canonical_json, merge_objects
 
 from conftest import sample_snapshot
 

@@ -13,17 +13,17 @@ from cloudevents.core.formats.json import JSONFormat
 
 from riskhub.bus.codec import (
     CONTENT_TYPE,
-    DLQ_EVENT_TYPE,
-    EVENT_TYPE,
     Event,
     KafkaRecord,
     SerializedJson,
-    UndecodableEvent,
     decode_record,
     dlq_event_id,
     encode_dlq_event,
     encode_event,
 )
+from riskhub.errors import UndecodableEvent
+from riskhub.events import SNAPSHOT_UPDATED as EVENT_TYPE
+from riskhub.events import SNAPSHOT_UPDATED_DLQ as DLQ_EVENT_TYPE
 
 WORLD_ID = "world-42"
 EVENT_ID = "evt-7f3a"

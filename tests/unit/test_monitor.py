@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from rich.console import Console
 
-from riskhub.monitor import Freshness, FreshnessReport, Status, Thresholds, format_lag, judge_latest
+from riskhub.ops.monitor import Freshness, FreshnessReport, Status, Thresholds, format_lag, judge_latest
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

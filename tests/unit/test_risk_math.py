@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from riskhub.workers import risk
+from riskhub.risk import measures as risk
 
 IDS = ["a", "b", "c", "d", "e"]
 ids = st.sampled_from(IDS)

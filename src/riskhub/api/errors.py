@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from riskhub.canonical import dumps_compact as dumps
+from riskhub.contract.canonical import dumps_compact as dumps
 from riskhub.errors import (
     BlobCorrupted,
     BlobMissing,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -12,10 +13,11 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from riskhub.api.schemas import WRITE_DOC, Receipt, errors
 from riskhub.bootstrap import Components
-from riskhub.canonical import dumps_compact
-from riskhub.errors import ContractError, PayloadTooLarge, RequestRejected
+from riskhub.contract import check_stage
+from riskhub.contract.canonical import dumps_compact
+from riskhub.errors import PayloadTooLarge, RequestRejected
 from riskhub.hub import iso_utc
-from riskhub.store import InsertResult, StoredSnapshot
+from riskhub.model import InsertResult, StoredSnapshot
 
 router = APIRouter(prefix="/risk-hub/worlds/{world_id}/snapshots")
 READ_ERRORS = errors(401, 403, 404, 422, 502, 503)
@@ -166,7 +168,7 @@ async def list_snapshots(world_id: str, request: Request) -> Response:
     if q.expand:
         items = [dumps_compact(await parts.hub.expand(s)) for s in found]
     else:
-        items = [s.response_body(now) for s in found]
+        items = [served(s, now) for s in found]
     body = b'{"world_id":%s,"snapshots":[%s]}' % (dumps_compact(world_id), b",".join(items))
     return Response(body, media_type=JSON)
 
@@ -180,16 +182,18 @@ async def lookup_snapshot(world_id: str, request: Request) -> Response:
     return await _snapshot_response(parts, snapshot, q.expand)
 
 
+def served(snapshot: StoredSnapshot, now: datetime) -> bytes:
+    """The stored payload with the server field ``expired`` added, as served to readers (patched
+    into the JSON bytes: the payload is never parsed on a read)."""
+    flag = b',"expired":true}' if snapshot.is_expired(now) else b',"expired":false}'
+    return snapshot.payload[:-1] + flag
+
+
 async def _snapshot_response(parts: Components, snapshot: StoredSnapshot, expand: bool) -> Response:
     if expand:
         return Response(dumps_compact(await parts.hub.expand(snapshot)), media_type=JSON)
-    return Response(snapshot.response_body(parts.hub.clock()), media_type=JSON)
+    return Response(served(snapshot, parts.hub.clock()), media_type=JSON)
 
 
 def _stage(parts: Components, stage: str | None) -> str | None:
-    if stage is None:
-        return None
-    stage = stage.lower()
-    if stage not in parts.settings.allowed_stages:
-        raise ContractError(f"stage: must be one of {sorted(parts.settings.allowed_stages)}", field="stage")
-    return stage
+    return check_stage(stage, parts.settings.contract_rules.allowed_stages, "stage")

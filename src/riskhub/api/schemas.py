@@ -8,6 +8,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from riskhub.contract import ContractRules
+from riskhub.contract.numbers import MAX_SERIES_POINTS, WEIGHT_SUM_TOLERANCE
+
+# The documented limits are the contract's defaults (the settings may narrow or widen them).
+RULES = ContractRules()
+
 
 class ErrorDetail(BaseModel):
     """What went wrong, and the field it is about (when there is one)."""
@@ -31,17 +37,24 @@ class SnapshotIn(BaseModel):
     world_id: str | None = Field(None, description="if given, equal to the path's")
     as_of: str = Field(description="ISO-8601 timestamp")
     version: str
-    weights: dict[str, float] = Field(description="id -> weight; finite, summing to 1 within 1e-3")
+    weights: dict[str, float] = Field(
+        min_length=1, description=f"id -> weight; finite, summing to 1 within {WEIGHT_SUM_TOLERANCE:g}"
+    )
     covariance: dict[str, Any] | None = Field(
         None, description='keyed {"a,b": v} or {"ids": [...], "matrix": [[...]]}'
     )
     covariance_ref: str | None = None
-    realized_returns: dict[str, list[float]] | list[float] | None = None
+    realized_returns: dict[str, list[float]] | list[float] | None = Field(
+        None,
+        description=f"id -> series, or one series; at most {MAX_SERIES_POINTS} points each",
+    )
     realized_returns_ref: str | None = None
     stress: dict[str, dict[str, float]] | None = Field(None, description="scenario -> metric -> number")
     stress_ref: str | None = None
     constraints: dict[str, Any] | None = None
-    ttl_sec: int | None = Field(None, description="seconds, 1..86400; default 900")
+    ttl_sec: int | None = Field(
+        None, ge=1, le=RULES.max_ttl_s, description=f"seconds; default {RULES.default_ttl_s}"
+    )
     provenance: dict[str, Any] | None = Field(None, description="actor, stage, free extra keys")
     hash: str | None = Field(None, description='"sha256:<hex>" or "blake3:<hex>"; computed when absent')
 
@@ -86,7 +99,7 @@ WRITE_DOC: dict[str, Any] = {
     },
     "parameters": [
         header("X-Actor", "the producer (or provenance.actor); required by one or the other"),
-        header("X-Stage", "backtest | paper | live (or provenance.stage)"),
+        header("X-Stage", " | ".join(sorted(RULES.allowed_stages)) + " (or provenance.stage)"),
         header("X-Correlation-Id", "carried into the event"),
     ],
 }

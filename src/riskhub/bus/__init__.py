@@ -29,10 +29,6 @@ class ReceivedRecord:
 BatchHandler = Callable[[Sequence[ReceivedRecord]], Awaitable[list[bool]]]
 
 
-class NotSentYet(Exception):
-    """A record held back from this send (see ``Publisher.send_in_order``); send it again later."""
-
-
 class Publisher(Protocol):
     """Sends records; ``send`` returns after the bus acknowledged (acks=all on Kafka)."""
 

@@ -21,12 +21,11 @@ from prometheus_client import Counter
 from riskhub.blobs import BlobStore, read_part
 from riskhub.bus import Publisher, ReceivedRecord
 from riskhub.bus.codec import (
-    EVENT_TYPE,
     Event,
-    UndecodableEvent,
     decode_record,
     encode_dlq_event,
 )
+from riskhub.config import DEFAULT_STAGES, EVENT_SOURCE, MAX_ATTEMPTS, RETRY_BACKOFF_S
 from riskhub.contract import (
     OFFLOADABLE_PARTS,
     check_stored_text,
@@ -34,27 +33,25 @@ from riskhub.contract import (
     parse_timestamp,
     risk_snapshot_dedupe_key,
 )
-from riskhub.errors import ContractError
+from riskhub.errors import ContractError, NotHandled, UndecodableEvent
+from riskhub.events import SNAPSHOT_UPDATED
 from riskhub.metrics import Metrics, stage_label
-from riskhub.store import OUTCOME_DLQ, OUTCOME_PROCESSED, Outcome, SnapshotStore, WorkerResult
-from riskhub.workers import SnapshotView, Worker
+from riskhub.model import OUTCOME_DLQ, OUTCOME_PROCESSED, Outcome, WorkerResult
+from riskhub.risk.workers import SnapshotView, Worker
+from riskhub.store import SnapshotStore
 
 log = logging.getLogger(__name__)
-
-
-class NotHandled(Exception):
-    """The record could not be handled nor dead-lettered: do not commit its offset."""
 
 
 @dataclass(frozen=True, slots=True)
 class ConsumerPolicy:
     """Retry and dead-letter settings (queue standards defaults)."""
 
-    max_attempts: int = 3
-    retry_backoff_s: float = 0.5
+    max_attempts: int = MAX_ATTEMPTS
+    retry_backoff_s: float = RETRY_BACKOFF_S
     dlq_topic: str | None = None
-    source: str = "riskhub"
-    allowed_stages: frozenset[str] = frozenset({"backtest", "paper", "live"})
+    source: str = EVENT_SOURCE
+    allowed_stages: frozenset[str] = DEFAULT_STAGES
 
 
 UNKNOWN_LABELS = ("unknown", "unknown")
@@ -155,7 +152,7 @@ class SnapshotConsumer:
             event = decode_record(record.value, record.headers, record.key)
         except UndecodableEvent as exc:
             return _Item(record, exc)
-        if event.type != EVENT_TYPE:
+        if event.type != SNAPSHOT_UPDATED:
             return _Item(record, None)
         try:
             return _Item(record, event, self._dedupe_key(event))

@@ -9,8 +9,10 @@ from typing import Any
 import orjson
 
 from riskhub.bus import Publisher
-from riskhub.bus.codec import DLQ_EVENT_TYPE, KafkaRecord, UndecodableEvent, decode_record
+from riskhub.bus.codec import KafkaRecord, decode_record
 from riskhub.bus.kafka import read_topic
+from riskhub.errors import UndecodableEvent
+from riskhub.events import SNAPSHOT_UPDATED_DLQ
 
 CONTENT_TYPE_HEADER = "content-type"
 
@@ -60,7 +62,7 @@ def _entry(value: bytes | None, headers: list[tuple[str, bytes]], key: bytes | N
         event = decode_record(value, headers, key)
     except UndecodableEvent:
         return None
-    if event.type != DLQ_EVENT_TYPE:
+    if event.type != SNAPSHOT_UPDATED_DLQ:
         return None
     data = event.data
     raw = data.get("original_value")

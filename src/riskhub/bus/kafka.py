@@ -23,10 +23,16 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 
-from riskhub.bus import NotSentYet, ReceivedRecord
+from riskhub.bus import BatchHandler, ReceivedRecord
 from riskhub.bus.codec import KafkaRecord
-from riskhub.bus.consumer import SnapshotConsumer
-from riskhub.errors import Unavailable
+from riskhub.config import (
+    CONSUMER_GROUP,
+    CONSUMER_HEARTBEAT_INTERVAL_MS,
+    CONSUMER_SESSION_TIMEOUT_MS,
+    EVENT_SOURCE,
+    RETRY_BACKOFF_S,
+)
+from riskhub.errors import NotSentYet, Unavailable
 from riskhub.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -46,7 +52,7 @@ class KafkaPublisher:
         *,
         idempotence: bool = False,
         request_timeout_ms: int = 10_000,
-        client_id: str = "riskhub",
+        client_id: str = EVENT_SOURCE,
     ) -> None:
         self._options: dict[str, Any] = {
             "bootstrap_servers": brokers,
@@ -221,12 +227,12 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicParti
 class GroupSettings:
     """Consumer-group settings (lower timeouts join faster in tests)."""
 
-    group_id: str = "worldservice-risk-hub"
-    session_timeout_ms: int = 10_000
-    heartbeat_interval_ms: int = 1_000
+    group_id: str = CONSUMER_GROUP
+    session_timeout_ms: int = CONSUMER_SESSION_TIMEOUT_MS
+    heartbeat_interval_ms: int = CONSUMER_HEARTBEAT_INTERVAL_MS
     max_poll_interval_ms: int = 300_000
     max_batch: int = 500
-    retry_pause_s: float = 0.5
+    retry_backoff_s: float = RETRY_BACKOFF_S  # pause before fetching again when a record is retried
     # How long the broker may hold a fetch open while the partition is empty (aiokafka: 500 ms).
     # It bounds the delay from "event on the topic" to "worker sees it" for brokers that do not
     # answer a waiting fetch as soon as data arrives (Tansu); 50 ms costs ~20 idle fetches/s.
@@ -234,19 +240,19 @@ class GroupSettings:
 
 
 class KafkaWorker:
-    """Runs ``SnapshotConsumer`` over a consumer group."""
+    """Feeds a consumer group's records to a batch handler (``SnapshotConsumer.handle_batch``)."""
 
     def __init__(
         self,
         *,
         brokers: str,
         topic: str,
-        consumer: SnapshotConsumer,
+        handle_batch: BatchHandler,
         metrics: Metrics,
         group: GroupSettings = GroupSettings(),
     ) -> None:
         self._brokers, self._topic = brokers, topic
-        self._handler = consumer
+        self._handle_batch = handle_batch
         self._metrics = metrics
         self._group = group
         self._kafka: AIOKafkaConsumer | None = None
@@ -293,7 +299,7 @@ class KafkaWorker:
             await self._commit(kafka, offsets)
             await self._update_lag(kafka, list(batches))
         if any(len(records) and offsets.get(tp) != records[-1].offset + 1 for tp, records in batches.items()):
-            await asyncio.sleep(self._group.retry_pause_s)  # something is retried: do not spin
+            await asyncio.sleep(self._group.retry_backoff_s)  # something is retried: do not spin
 
     async def _handle_partition(
         self, kafka: AIOKafkaConsumer, tp: TopicPartition, records: Sequence[ConsumerRecord]
@@ -301,7 +307,7 @@ class KafkaWorker:
         """Handle records in order; return the offset to commit (next to read), if any moved.
         What was not handled is sought back to and retried on a later fetch."""
         try:
-            flags = await self._handler.handle_batch([_received(record) for record in records])
+            flags = await self._handle_batch([_received(record) for record in records])
         except Exception as exc:  # e.g. the store is down: nothing of the batch is handled
             log.warning("batch %s/%d@%d not handled: %s", tp.topic, tp.partition, records[0].offset, exc)
             flags = [False] * len(records)

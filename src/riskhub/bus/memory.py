@@ -14,10 +14,7 @@ from collections.abc import Sequence
 
 from riskhub.bus import BatchHandler, ReceivedRecord
 from riskhub.bus.codec import KafkaRecord
-
-
-class NotDelivered(Exception):
-    """A subscriber did not handle the record."""
+from riskhub.errors import NotDelivered
 
 
 class MemoryBus:

@@ -15,10 +15,13 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from riskhub.bus import NotSentYet, Publisher
+from riskhub.bus import Publisher
 from riskhub.bus.codec import KafkaRecord, SerializedJson, encode_event
+from riskhub.config import RELAY_BATCH_SIZE
+from riskhub.errors import NotSentYet
 from riskhub.metrics import Metrics
-from riskhub.store import OutboxEvent, SnapshotStore
+from riskhub.model import OutboxEvent
+from riskhub.store import SnapshotStore
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +40,7 @@ class OutboxRelay:
         topic: str,
         source: str,
         clock: Callable[[], datetime],
-        batch_size: int = 200,
+        batch_size: int = RELAY_BATCH_SIZE,
         idle_wait_s: float = 1.0,
     ) -> None:
         self._store = store

@@ -84,8 +84,8 @@ def backfill(
     """Repopulate the latest cache from the store, with a progress bar and a summary."""
     from rich.progress import Progress
 
-    from riskhub.backfill import backfill_latest
     from riskhub.bootstrap import build_cache, build_store
+    from riskhub.ops.backfill import backfill_latest
 
     settings = settings_with(database_url=dsn, redis_url=redis, database_schema=schema)
     if settings.redis_url is None:

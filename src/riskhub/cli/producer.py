@@ -15,13 +15,13 @@ from typer.core import TyperCommand
 
 from riskhub.cli.common import add_command, settings_with
 from riskhub.config import Settings
-from riskhub.contract import ContractRules, normalize_snapshot, parse_json
+from riskhub.contract import ContractRules, normalize_snapshot, parse_json, stage_allowlist
 from riskhub.errors import RequestRejected, RiskHubError, Unavailable
 
 if TYPE_CHECKING:  # the tools import these lazily, so the other commands start fast
     from riskhub.blobs import BlobStore
     from riskhub.client import AsyncRiskHubClient
-    from riskhub.monitor import FreshnessReport, Thresholds
+    from riskhub.ops.monitor import FreshnessReport, Thresholds
 
 
 def lint(
@@ -149,7 +149,7 @@ def _publish_rules(
     if allowed_actors is not None:
         rules = dataclasses.replace(rules, allowed_actors=frozenset(_comma_list(allowed_actors)))
     if allowed_stages is not None:
-        stages = frozenset(stage.lower() for stage in _comma_list(allowed_stages))
+        stages = stage_allowlist(_comma_list(allowed_stages))
         rules = dataclasses.replace(rules, allowed_stages=stages)
     return rules
 
@@ -208,7 +208,7 @@ def monitor(
 
     Nagios exit codes: 0 OK, 1 WARN, 2 CRIT or no snapshot, 3 hub unreachable, token refused or
     bad or missing arguments. Prints the status line first, then a table (or JSON with --json)."""
-    from riskhub.monitor import Thresholds
+    from riskhub.ops.monitor import Thresholds
 
     problem = _monitor_usage_problem(base_url, world, token, warn_seconds, crit_seconds)
     if problem or base_url is None or token is None or not world:
@@ -267,7 +267,7 @@ async def _check_freshness(
     timeout_s: float,
 ) -> FreshnessReport:
     from riskhub.client import AsyncRiskHubClient, RetryPolicy
-    from riskhub.monitor import check_freshness
+    from riskhub.ops.monitor import check_freshness
 
     # One quick retry: a monitor must answer within its own timeout, not wait out an outage.
     retry = RetryPolicy(max_attempts=2, backoff_s=0.2, budget_s=timeout_s)

@@ -8,136 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Protocol
 
-from riskhub.canonical import dumps_compact, loads_exact, merge_objects
-from riskhub.errors import VersionConflict
-
-OUTCOME_PROCESSED = "processed"
-OUTCOME_DLQ = "dlq"
-
-
-@dataclass(frozen=True, slots=True)
-class StoredSnapshot:
-    """A snapshot as stored. ``payload`` is its JSON (hash, created_at, refs; no ``expired``)."""
-
-    world_id: str
-    version: str
-    hash: str
-    content_sha256: str  # sha256 digest of the normalized body: equal digests, same snapshot
-    as_of: datetime
-    created_at: datetime
-    expires_at: datetime
-    actor: str
-    stage: str | None
-    payload: bytes
-
-    def is_expired(self, now: datetime) -> bool:
-        """True once ``created_at + ttl_sec`` has passed."""
-        return now >= self.expires_at
-
-    def newer_than(self, other: StoredSnapshot) -> bool:
-        """Greatest ``as_of`` wins; ties go to the later ``created_at``."""
-        return (self.as_of, self.created_at) > (other.as_of, other.created_at)
-
-    def response_body(self, now: datetime) -> bytes:
-        """The payload with the server field ``expired`` added, as served to readers."""
-        flag = b',"expired":true}' if self.is_expired(now) else b',"expired":false}'
-        return self.payload[:-1] + flag
-
-    def document(self) -> dict[str, object]:
-        """The payload parsed."""
-        doc: dict[str, object] = loads_exact(self.payload)
-        return doc
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxEvent:
-    """One event waiting in the outbox; ``data`` is the CloudEvent data as JSON."""
-
-    id: int
-    world_id: str
-    event_id: str
-    event_type: str
-    correlation_id: str | None
-    created_at: datetime
-    data: bytes
-    attempts: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class NewOutboxEvent:
-    """An event to enqueue for a stored snapshot. The outbox row references the snapshot rather
-    than copying its payload; ``extra`` holds the event's own fields as a JSON object."""
-
-    world_id: str
-    version: str
-    event_id: str
-    event_type: str
-    correlation_id: str | None
-    extra: bytes
-
-
-def event_data(payload: bytes, extra: bytes) -> bytes:
-    """The CloudEvent data: the stored snapshot's JSON object with the event fields added."""
-    return merge_objects(payload, extra)
-
-
-@dataclass(frozen=True, slots=True)
-class InsertResult:
-    """``created`` is False for an idempotent retry; ``snapshot`` is what the store holds.
-    ``newest_in`` lists the scopes (None = the world, else a stage) in which the new snapshot is
-    now the newest, as seen inside the inserting transaction: only those may be cached."""
-
-    created: bool
-    snapshot: StoredSnapshot
-    newest_in: tuple[str | None, ...] = ()
-
-
-def same_content_or_conflict(result: InsertResult, offered: StoredSnapshot) -> InsertResult:
-    """An existing (world_id, version) is an idempotent retry only with the same content;
-    otherwise ``VersionConflict`` (a version is immutable, never overwritten)."""
-    if not result.created and result.snapshot.content_sha256 != offered.content_sha256:
-        raise VersionConflict(
-            f"version: {offered.world_id}/{offered.version} exists with hash {result.snapshot.hash};"
-            " a version is immutable, publish a new version",
-            field="version",
-        )
-    return result
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxBacklog:
-    """Unsent outbox rows and the creation time of the oldest."""
-
-    pending: int
-    oldest_created_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerResult:
-    """One worker's effect for one event: a row keyed by (dedupe key, worker).
-
-    The row is encoded when it is made: a result no store can hold fails its worker's attempt
-    (retried, then dead-lettered) instead of the transaction of the whole batch."""
-
-    worker: str
-    result: dict[str, object]
-    encoded: bytes = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "encoded", dumps_compact(self.result))
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What handling one event left: its dedupe key, ``processed`` or ``dlq``, the workers' rows."""
-
-    dedupe_key: str
-    outcome: str
-    results: Sequence[WorkerResult] = ()
+from riskhub.model import (
+    InsertResult,
+    NewOutboxEvent,
+    OutboxBacklog,
+    OutboxEvent,
+    Outcome,
+    StoredSnapshot,
+    WorkerResult,
+)
 
 
 class OutboxBatch(Protocol):
@@ -210,16 +92,3 @@ class SnapshotStore(Protocol):
 
     async def worker_results(self, dedupe_key: str) -> list[WorkerResult]:
         """The rows the workers produced for a key."""
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def utc_from_us(value: int) -> datetime:
-    """Epoch microseconds to an aware UTC datetime (exact)."""
-    return _EPOCH + timedelta(microseconds=value)
-
-
-def us_from_utc(value: datetime) -> int:
-    """Aware datetime to epoch microseconds (exact)."""
-    return (value - _EPOCH) // timedelta(microseconds=1)

@@ -3,7 +3,7 @@ never edit a released one, append) and the SQL of the store's two batched writes
 
 from __future__ import annotations
 
-from riskhub.store import OUTCOME_PROCESSED
+from riskhub.model import OUTCOME_PROCESSED
 
 
 # The whole write transaction in one round trip (it was seven: begin, lock, two inserts, notify,

@@ -18,30 +18,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import asyncpg
 
-from riskhub.canonical import loads_exact
-from riskhub.errors import StoreUnavailable
-from riskhub.store import (
+from riskhub.config import DATABASE_POOL_SIZE
+from riskhub.contract.canonical import loads_exact
+from riskhub.errors import StoreUnavailable, translated
+from riskhub.model import (
     InsertResult,
     NewOutboxEvent,
     OutboxBacklog,
-    OutboxEvent,
     Outcome,
     StoredSnapshot,
     WorkerResult,
-    event_data,
     same_content_or_conflict,
 )
+from riskhub.store.pg_outbox import NOTIFY_CHANNEL, WRITE_LOCK, OutboxPass, claim, insert_event
 from riskhub.store.pg_schema import MIGRATIONS, RECORD_OUTCOMES
 
 T = TypeVar("T")
-NOTIFY_CHANNEL = "risk_outbox"
-WRITE_LOCK, RELAY_LOCK = 7301, 7302  # advisory lock namespaces (first key of the pair)
 MIGRATION_LOCK = 7300
 RELISTEN_INTERVAL_S = 1.0
 
@@ -51,7 +49,7 @@ _SNAPSHOT_COLUMNS = (
 )
 _NEWEST_FIRST = "ORDER BY as_of DESC, created_at DESC"
 # Errors meaning "the database is not there right now"; anything else is a bug and propagates.
-_UNAVAILABLE = (
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,
     asyncio.TimeoutError,
     asyncpg.PostgresConnectionError,
@@ -59,6 +57,11 @@ _UNAVAILABLE = (
     asyncpg.CannotConnectNowError,
     asyncpg.PostgresError,
 )
+
+
+def _driver_errors() -> AbstractContextManager[None]:
+    """This adapter's one boundary: asyncpg's and the network's errors become ``StoreUnavailable``."""
+    return translated(_UNAVAILABLE, StoreUnavailable, "store unavailable")
 
 
 def _snapshot(row: asyncpg.Record | tuple[Any, ...]) -> StoredSnapshot:
@@ -94,7 +97,7 @@ class PostgresStore:
         *,
         schema: str | None = None,
         min_connections: int = 1,
-        max_connections: int = 10,
+        max_connections: int = DATABASE_POOL_SIZE,
         command_timeout_s: float = 10.0,
     ) -> None:
         self._dsn = dsn
@@ -111,7 +114,7 @@ class PostgresStore:
     async def open(self) -> None:
         """Create the pool and apply migrations."""
         settings = {"search_path": self._schema} if self._schema else {}
-        try:
+        with _driver_errors():
             self._pool = await asyncpg.create_pool(
                 self._dsn,
                 min_size=self._min,
@@ -119,8 +122,6 @@ class PostgresStore:
                 command_timeout=self._command_timeout_s,
                 server_settings={"synchronous_commit": "on", **settings},
             )
-        except _UNAVAILABLE as exc:
-            raise StoreUnavailable(f"store unavailable: {type(exc).__name__}: {exc}") from exc
         await self.migrate()
 
     async def close(self) -> None:
@@ -167,13 +168,11 @@ class PostgresStore:
         await self._connect_listener()
 
     async def _connect_listener(self) -> None:
-        try:
+        with _driver_errors():
             listener = await asyncpg.connect(
                 self._dsn, server_settings={"search_path": self._schema} if self._schema else {}
             )
             await listener.add_listener(NOTIFY_CHANNEL, self._notified)
-        except _UNAVAILABLE as exc:
-            raise StoreUnavailable(f"store unavailable: {type(exc).__name__}: {exc}") from exc
         listener.add_termination_listener(self._listener_lost)
         self._listener = listener
 
@@ -198,11 +197,9 @@ class PostgresStore:
     async def _call(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         if self._pool is None:
             raise StoreUnavailable("store is not open")
-        try:
+        with _driver_errors():
             async with self._pool.acquire() as conn:
                 return await work(conn)
-        except _UNAVAILABLE as exc:  # the one boundary where driver errors are translated
-            raise StoreUnavailable(f"store unavailable: {type(exc).__name__}: {exc}") from exc
 
     async def _transaction(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         async def in_transaction(conn: asyncpg.Connection) -> T:
@@ -272,21 +269,19 @@ class PostgresStore:
 
         async def work(conn: asyncpg.Connection) -> None:
             await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", WRITE_LOCK, event.world_id)
-            await _insert_event(conn, event, datetime.now(UTC))
+            await insert_event(conn, event, datetime.now(UTC))
 
         await self._transaction(work)
 
     @asynccontextmanager
-    async def claim_outbox(self, limit: int) -> AsyncIterator[_Batch]:
+    async def claim_outbox(self, limit: int) -> AsyncIterator[OutboxPass]:
         """Claim worlds (try-lock) and their pending rows for one relay pass; commit at the end."""
         if self._pool is None:
             raise StoreUnavailable("store is not open")
-        try:
+        with _driver_errors():
             async with self._pool.acquire() as conn, conn.transaction():
-                events = await _claim(conn, limit)
-                yield _Batch(conn, events)
-        except _UNAVAILABLE as exc:
-            raise StoreUnavailable(f"store unavailable: {type(exc).__name__}: {exc}") from exc
+                events = await claim(conn, limit)
+                yield OutboxPass(conn, events)
 
     async def outbox_backlog(self) -> OutboxBacklog:
         """Pending count and oldest pending time."""
@@ -354,71 +349,6 @@ def _distinct_key_runs(outcomes: Sequence[Outcome]) -> list[list[Outcome]]:
     return [run for run in runs if run]
 
 
-class _Batch:
-    """A relay pass: marks go into the claiming transaction."""
-
-    def __init__(self, conn: asyncpg.Connection, events: list[OutboxEvent]) -> None:
-        self._conn, self.events = conn, events
-
-    async def mark_published(self, ids: Sequence[int]) -> None:
-        """Mark events sent (committed with the pass)."""
-        if ids:
-            await self._conn.execute(
-                "UPDATE risk_outbox SET status = 'published', published_at = now(),"
-                " attempts = attempts + 1 WHERE id = ANY($1::bigint[])",
-                list(ids),
-            )
-
-    async def mark_failed(self, event_id: int, error: str) -> None:
-        """Count a failed attempt; the event stays pending."""
-        await self._conn.execute(
-            "UPDATE risk_outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
-            event_id,
-            error[:2000],
-        )
-
-
-async def _claim(conn: asyncpg.Connection, limit: int) -> list[OutboxEvent]:
-    # The worlds of the oldest `limit` pending rows, try-locked in one statement (a relay that
-    # loses a world's lock skips the world for this pass).
-    worlds = await conn.fetch(
-        "WITH head AS (SELECT id, world_id FROM risk_outbox WHERE status = 'pending'"
-        "   ORDER BY id LIMIT $1),"
-        " worlds AS (SELECT world_id, min(id) AS first_id FROM head GROUP BY world_id)"
-        " SELECT world_id FROM worlds WHERE pg_try_advisory_xact_lock($2, hashtext(world_id))"
-        " ORDER BY first_id",
-        limit,
-        RELAY_LOCK,
-    )
-    locked = [row[0] for row in worlds]
-    if not locked:
-        return []
-    rows = await conn.fetch(
-        # Rows are picked (and locked) first; only then are the payloads joined and rendered.
-        "SELECT o.id, o.world_id, o.event_id, o.event_type, o.correlation_id, o.created_at,"
-        " s.payload, o.extra, o.attempts FROM"
-        " (SELECT * FROM risk_outbox WHERE status = 'pending' AND world_id = ANY($1::text[])"
-        "   ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) o"
-        " JOIN risk_snapshots s ON s.world_id = o.world_id AND s.version = o.version"
-        " ORDER BY o.id",
-        locked,
-        limit,
-    )
-    return [
-        OutboxEvent(
-            id=row[0],
-            world_id=row[1],
-            event_id=row[2],
-            event_type=row[3],
-            correlation_id=row[4],
-            created_at=row[5],
-            data=event_data(bytes(row[6]), row[7].encode()),
-            attempts=row[8],
-        )
-        for row in rows
-    ]
-
-
 async def _insert_snapshot(
     conn: asyncpg.Connection, snap: StoredSnapshot, event: NewOutboxEvent
 ) -> InsertResult:
@@ -447,18 +377,3 @@ async def _insert_snapshot(
     if snap.stage is not None and row["newest_in_stage"]:
         scopes.append(snap.stage)
     return InsertResult(created=True, snapshot=snap, newest_in=tuple(scopes))
-
-
-async def _insert_event(conn: asyncpg.Connection, event: NewOutboxEvent, created_at: datetime) -> None:
-    await conn.execute(
-        "INSERT INTO risk_outbox (world_id, version, event_id, event_type, correlation_id, extra,"
-        " created_at) VALUES ($1,$2,$3,$4,$5,$6,$7)",
-        event.world_id,
-        event.version,
-        event.event_id,
-        event.event_type,
-        event.correlation_id,
-        event.extra.decode(),
-        created_at,
-    )
-    await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")

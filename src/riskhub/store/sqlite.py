@@ -20,10 +20,10 @@ from typing import Any, TypeVar
 
 import orjson
 
-from riskhub.batching import Batcher
-from riskhub.canonical import loads_exact
-from riskhub.errors import StoreUnavailable
-from riskhub.store import (
+from riskhub.contract.canonical import loads_exact
+from riskhub.errors import StoreUnavailable, translated
+from riskhub.events import event_data
+from riskhub.model import (
     OUTCOME_PROCESSED,
     InsertResult,
     NewOutboxEvent,
@@ -32,67 +32,14 @@ from riskhub.store import (
     Outcome,
     StoredSnapshot,
     WorkerResult,
-    event_data,
     same_content_or_conflict,
     us_from_utc,
     utc_from_us,
 )
+from riskhub.store.batching import Batcher
+from riskhub.store.sqlite_schema import in_transaction, migrate
 
 T = TypeVar("T")
-
-# Applied in order at start; a migration is never edited once released, only appended.
-MIGRATIONS: list[tuple[int, list[str]]] = [
-    (
-        1,
-        [
-            """CREATE TABLE risk_snapshots (
-                world_id TEXT NOT NULL,
-                version TEXT NOT NULL,
-                hash TEXT NOT NULL,
-                content_sha256 TEXT NOT NULL,
-                as_of_us INTEGER NOT NULL,
-                created_at_us INTEGER NOT NULL,
-                expires_at_us INTEGER NOT NULL,
-                actor TEXT NOT NULL,
-                stage TEXT,
-                payload BLOB NOT NULL,
-                UNIQUE (world_id, version)
-            )""",
-            "CREATE INDEX risk_snapshots_latest ON risk_snapshots"
-            " (world_id, as_of_us DESC, created_at_us DESC)",
-            "CREATE INDEX risk_snapshots_stage ON risk_snapshots"
-            " (world_id, stage, as_of_us DESC, created_at_us DESC)",
-            "CREATE INDEX risk_snapshots_actor ON risk_snapshots"
-            " (world_id, actor, as_of_us DESC, created_at_us DESC)",
-            """CREATE TABLE risk_outbox (
-                id INTEGER PRIMARY KEY AUTOINCREMENT,
-                world_id TEXT NOT NULL,
-                version TEXT NOT NULL,
-                event_id TEXT NOT NULL,
-                event_type TEXT NOT NULL,
-                correlation_id TEXT,
-                extra BLOB NOT NULL,
-                status TEXT NOT NULL DEFAULT 'pending',
-                attempts INTEGER NOT NULL DEFAULT 0,
-                last_error TEXT,
-                created_at_us INTEGER NOT NULL,
-                published_at_us INTEGER
-            )""",
-            "CREATE INDEX risk_outbox_pending ON risk_outbox (id) WHERE status = 'pending'",
-            """CREATE TABLE risk_processed (
-                dedupe_key TEXT PRIMARY KEY,
-                outcome TEXT NOT NULL,
-                processed_at_us INTEGER NOT NULL
-            ) WITHOUT ROWID""",
-            """CREATE TABLE risk_worker_results (
-                dedupe_key TEXT NOT NULL,
-                worker TEXT NOT NULL,
-                result BLOB NOT NULL,
-                PRIMARY KEY (dedupe_key, worker)
-            ) WITHOUT ROWID""",
-        ],
-    ),
-]
 
 _SNAPSHOT_COLUMNS = (
     "world_id, version, hash, content_sha256, as_of_us, created_at_us, expires_at_us, actor, stage, payload"
@@ -157,10 +104,8 @@ class SqliteStore:
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         loop = asyncio.get_running_loop()
-        try:
+        with translated((sqlite3.Error,), StoreUnavailable, "store unavailable"):  # the one boundary
             return await loop.run_in_executor(self._executor, self._call, fn)
-        except sqlite3.Error as exc:  # the one boundary where driver errors are translated
-            raise StoreUnavailable(f"store unavailable: {type(exc).__name__}: {exc}") from exc
 
     def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._conn is None:
@@ -174,7 +119,7 @@ class SqliteStore:
             self._executor, self._closed = _new_thread(), False
         loop = asyncio.get_running_loop()
         self._conn = await loop.run_in_executor(self._executor, self._connect)
-        await self._run(_migrate)
+        await self._run(migrate)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
@@ -263,7 +208,7 @@ class SqliteStore:
 
     async def enqueue_event(self, event: NewOutboxEvent) -> None:
         """Insert one outbox row."""
-        await self._run(lambda conn: _in_transaction(conn, lambda: _insert_event(conn, event, _now_us())))
+        await self._run(lambda conn: in_transaction(conn, lambda: _insert_event(conn, event, _now_us())))
 
     @asynccontextmanager
     async def claim_outbox(self, limit: int) -> AsyncIterator[_Batch]:
@@ -281,7 +226,7 @@ class SqliteStore:
         """Mark events sent."""
         now = _now_us()
         await self._run(
-            lambda conn: _in_transaction(
+            lambda conn: in_transaction(
                 conn,
                 lambda: conn.executemany(
                     "UPDATE risk_outbox SET status = 'published', published_at_us = ?,"
@@ -311,7 +256,7 @@ class SqliteStore:
 
     async def record_outcomes(self, outcomes: Sequence[Outcome]) -> list[bool]:
         """Processed keys + worker rows in one transaction; False where already processed."""
-        return await self._run(lambda conn: _in_transaction(conn, lambda: _record_outcomes(conn, outcomes)))
+        return await self._run(lambda conn: in_transaction(conn, lambda: _record_outcomes(conn, outcomes)))
 
     async def processed_outcomes(self, keys: Sequence[str]) -> dict[str, str]:
         """The outcomes recorded for these keys."""
@@ -364,42 +309,10 @@ def _outbox_event(row: tuple[Any, ...]) -> OutboxEvent:
     )
 
 
-def _in_transaction(conn: sqlite3.Connection, work: Callable[[], T]) -> T:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        result = work()
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-    return result
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations"
-        " (version INTEGER PRIMARY KEY, applied_at_us INTEGER NOT NULL)"
-    )
-    applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
-    for version, statements in MIGRATIONS:
-        if version in applied:
-            continue
-
-        def apply(version: int = version, statements: list[str] = statements) -> None:
-            for statement in statements:
-                conn.execute(statement)
-            conn.execute(
-                "INSERT INTO schema_migrations (version, applied_at_us) VALUES (?, ?)",
-                [version, _now_us()],
-            )
-
-        _in_transaction(conn, apply)
-
-
 def _insert_batch(
     conn: sqlite3.Connection, items: list[tuple[StoredSnapshot, NewOutboxEvent]]
 ) -> list[InsertResult]:
-    return _in_transaction(conn, lambda: [_insert_snapshot(conn, snap, event) for snap, event in items])
+    return in_transaction(conn, lambda: [_insert_snapshot(conn, snap, event) for snap, event in items])
 
 
 def _insert_snapshot(conn: sqlite3.Connection, snap: StoredSnapshot, event: NewOutboxEvent) -> InsertResult:

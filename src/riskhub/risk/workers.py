@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from riskhub.contract import verify_hash
-from riskhub.workers import risk
+from riskhub.risk import measures as risk
 
 # The event data with every part resolved inline, plus the unresolved stored form.
 WorkerFn = Callable[["SnapshotView"], Awaitable[dict[str, Any]]]

@@ -30,17 +30,8 @@ from typing import TYPE_CHECKING, Any, Self, TypedDict, Unpack
 from urllib.parse import quote
 
 import httpx
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    stop_after_attempt,
-    stop_before_delay,
-    wait_random_exponential,
-)
 
-from riskhub.canonical import dumps_compact
-from riskhub.client_answers import (
+from riskhub.client.answers import (
     HubRejected,
     HubUnavailable,
     UnexpectedAnswer,
@@ -48,15 +39,18 @@ from riskhub.client_answers import (
     json_object,
     rejection_of,
     retry_after_seconds,
+    retrying_while_unavailable,
     status_line,
     unavailable_text,
 )
+from riskhub.config import INLINE_COV_THRESHOLD_BYTES
 from riskhub.contract import (
     ContractRules,
     check_world_id,
     normalize_snapshot,
     snapshot_hash,
 )
+from riskhub.contract.canonical import dumps_compact
 
 if TYPE_CHECKING:
     from riskhub.blobs import BlobStore
@@ -77,7 +71,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_INLINE_COV_THRESHOLD = 256 * 1024  # bytes of a part's canonical JSON, as the hub's default
+DEFAULT_INLINE_COV_THRESHOLD = INLINE_COV_THRESHOLD_BYTES  # bytes of a part's canonical JSON, as the hub's
 HASH_ALGORITHM = "blake3"  # what existing producers send (DESIGN: RiskHubClient sends blake3)
 # Visible ASCII: a header value httpx can send. Anything else (CR, LF, non-ASCII) made httpx
 # raise an error that quotes the whole header, token included.
@@ -293,12 +287,11 @@ class AsyncRiskHubClient:
 
     async def _send_with_retries(self, request: httpx.Request) -> httpx.Response:
         policy = self.retry
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(policy.max_attempts) | stop_before_delay(policy.budget_s),
-            wait=_BackoffOrRetryAfter(policy),
-            retry=retry_if_exception_type(HubUnavailable),
-            before_sleep=_log_retry,
-            reraise=True,
+        retrying = retrying_while_unavailable(
+            max_attempts=policy.max_attempts,
+            budget_s=policy.budget_s,
+            backoff_s=policy.backoff_s,
+            max_backoff_s=policy.max_backoff_s,
         )
         try:
             response: httpx.Response = await retrying(self._attempt, request)
@@ -392,26 +385,6 @@ class RiskHubClient:
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-class _BackoffOrRetryAfter:
-    """Full-jitter exponential backoff, stretched to the hub's ``Retry-After`` when it names one."""
-
-    def __init__(self, policy: RetryPolicy) -> None:
-        self._jitter = wait_random_exponential(multiplier=policy.backoff_s, max=policy.max_backoff_s)
-
-    def __call__(self, state: RetryCallState) -> float:
-        wait_s = self._jitter(state)
-        failure = state.outcome.exception() if state.outcome is not None else None
-        if isinstance(failure, HubUnavailable) and failure.retry_after_s is not None:
-            wait_s = max(wait_s, failure.retry_after_s)
-        return wait_s
-
-
-def _log_retry(state: RetryCallState) -> None:
-    failure = state.outcome.exception() if state.outcome is not None else None
-    wait_s = state.next_action.sleep if state.next_action is not None else 0.0
-    log.warning("attempt %d failed: %s; retrying in %.2f s", state.attempt_number, failure, wait_s)
 
 
 def _checked_base_url(base_url: str) -> str:

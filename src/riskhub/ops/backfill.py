@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 
 from riskhub.cache import LatestCache
 from riskhub.contract import dedupe_key
-from riskhub.hub import snapshot_event
-from riskhub.store import NewOutboxEvent, SnapshotStore, StoredSnapshot
+from riskhub.events import snapshot_event
+from riskhub.model import NewOutboxEvent, StoredSnapshot
+from riskhub.store import SnapshotStore
 
 
 @dataclass

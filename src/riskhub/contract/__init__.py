@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import blake3
 
-from riskhub.canonical import NonFiniteNumber, canonical_json, loads_exact
-from riskhub.contract_numbers import (
+from riskhub.config import DEFAULT_STAGES, DEFAULT_TTL_S, MAX_TTL_S
+from riskhub.contract.canonical import NonFiniteNumber, canonical_json, loads_exact
+from riskhub.contract.numbers import (
     check_covariance,
     check_stress,
     check_weights,
@@ -25,9 +26,6 @@ from riskhub.contract_numbers import (
 )
 from riskhub.errors import ContractError, Forbidden, MalformedRequest
 
-DEFAULT_TTL_S = 900
-MAX_TTL_S = 86_400
-DEFAULT_STAGES = frozenset({"backtest", "paper", "live"})
 HASH_ALGORITHMS = ("sha256", "blake3")
 OFFLOADABLE_PARTS = ("covariance", "realized_returns", "stress")
 # Set by the hub, never hashed, ignored when a producer sends them.
@@ -187,6 +185,28 @@ def check_world_id(world_id: str) -> str:
     return world_id
 
 
+def normalize_stage(stage: str | None) -> str | None:
+    """A stage as the hub keeps it: lower case; absent or empty is None."""
+    return stage.lower() if stage else None
+
+
+def stage_allowlist(stages: Iterable[str]) -> frozenset[str]:
+    """A stage allowlist, case-normalized like the stages it admits."""
+    return frozenset(stage.lower() for stage in stages)
+
+
+def check_stage(stage: str | None, allowed: frozenset[str], field_name: str) -> str | None:
+    """The normalized stage, or a 422 naming ``field_name`` when it is outside the allowlist."""
+    stage = normalize_stage(stage)
+    if stage is not None and stage not in allowed:
+        raise ContractError(
+            f"{field_name}: must be one of {sorted(allowed)}, got {stage!r}",
+            field=field_name,
+            reason="stage_not_allowed",
+        )
+    return stage
+
+
 def normalize_snapshot(
     doc: Any,
     *,
@@ -328,8 +348,8 @@ def _normalize_provenance(
     stage = _agree(
         "stage",
         "X-Stage",
-        stage_header.lower() if stage_header else None,
-        body_stage.lower() if isinstance(body_stage, str) and body_stage else body_stage,
+        normalize_stage(stage_header),
+        normalize_stage(body_stage) if isinstance(body_stage, str) and body_stage else body_stage,
     )
     if stage is None and rules.require_stage:
         raise MalformedRequest(
@@ -337,12 +357,7 @@ def _normalize_provenance(
             field="provenance.stage",
             reason="missing_stage",
         )
-    if stage is not None and stage not in rules.allowed_stages:
-        raise ContractError(
-            f"provenance.stage: must be one of {sorted(rules.allowed_stages)}, got {stage!r}",
-            field="provenance.stage",
-            reason="stage_not_allowed",
-        )
+    check_stage(stage, rules.allowed_stages, "provenance.stage")
     provenance["actor"] = actor
     provenance.pop("stage", None)
     if stage is not None:

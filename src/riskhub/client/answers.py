@@ -1,15 +1,24 @@
-"""What the hub's HTTP answers mean to a producer: the SDK's own errors, and the named error
-(``riskhub.errors``) for each refusal, with the hub's message and field."""
+"""What the hub's HTTP answers mean to a producer: the SDK's own errors, the named error
+(``riskhub.errors``) for each refusal with the hub's message and field, and which answers to retry."""
 
 from __future__ import annotations
 
 import email.utils
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_random_exponential,
+)
 
-from riskhub.canonical import loads_exact
+from riskhub.contract.canonical import loads_exact
 from riskhub.errors import (
     ContractError,
     Forbidden,
@@ -23,6 +32,9 @@ from riskhub.errors import (
     Unavailable,
     VersionConflict,
 )
+
+# Retries are logged under the client's name, where producers look for them.
+log = logging.getLogger("riskhub.client")
 
 
 class HubUnavailable(Unavailable):
@@ -135,3 +147,37 @@ def describe_transport_error(exc: httpx.TransportError) -> str:
     """The error's class name and text (httpx's own texts are often empty)."""
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def retrying_while_unavailable(
+    *, max_attempts: int, budget_s: float, backoff_s: float, max_backoff_s: float
+) -> AsyncRetrying:
+    """Retry ``HubUnavailable`` (no answer, 429, 5xx) with jittered exponential backoff, at most
+    ``max_attempts`` times and never starting a wait past ``budget_s``; other errors at once."""
+    return AsyncRetrying(
+        stop=stop_after_attempt(max_attempts) | stop_before_delay(budget_s),
+        wait=_BackoffOrRetryAfter(backoff_s, max_backoff_s),
+        retry=retry_if_exception_type(HubUnavailable),
+        before_sleep=_log_retry,
+        reraise=True,
+    )
+
+
+class _BackoffOrRetryAfter:
+    """Full-jitter exponential backoff, stretched to the hub's ``Retry-After`` when it names one."""
+
+    def __init__(self, backoff_s: float, max_backoff_s: float) -> None:
+        self._jitter = wait_random_exponential(multiplier=backoff_s, max=max_backoff_s)
+
+    def __call__(self, state: RetryCallState) -> float:
+        wait_s = self._jitter(state)
+        failure = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(failure, HubUnavailable) and failure.retry_after_s is not None:
+            wait_s = max(wait_s, failure.retry_after_s)
+        return wait_s
+
+
+def _log_retry(state: RetryCallState) -> None:
+    failure = state.outcome.exception() if state.outcome is not None else None
+    wait_s = state.next_action.sleep if state.next_action is not None else 0.0
+    log.warning("attempt %d failed: %s; retrying in %.2f s", state.attempt_number, failure, wait_s)

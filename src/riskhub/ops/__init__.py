@@ -1,0 +1,1 @@
+"""Operator tasks the command line runs: freshness monitoring, backfill."""

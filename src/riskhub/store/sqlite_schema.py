@@ -1,0 +1,98 @@
+"""The SQLite schema of the embedded store, as migrations (the PostgreSQL one: ``pg_schema``)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+# Applied in order at start; a migration is never edited once released, only appended.
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (
+        1,
+        [
+            """CREATE TABLE risk_snapshots (
+                world_id TEXT NOT NULL,
+                version TEXT NOT NULL,
+                hash TEXT NOT NULL,
+                content_sha256 TEXT NOT NULL,
+                as_of_us INTEGER NOT NULL,
+                created_at_us INTEGER NOT NULL,
+                expires_at_us INTEGER NOT NULL,
+                actor TEXT NOT NULL,
+                stage TEXT,
+                payload BLOB NOT NULL,
+                UNIQUE (world_id, version)
+            )""",
+            "CREATE INDEX risk_snapshots_latest ON risk_snapshots"
+            " (world_id, as_of_us DESC, created_at_us DESC)",
+            "CREATE INDEX risk_snapshots_stage ON risk_snapshots"
+            " (world_id, stage, as_of_us DESC, created_at_us DESC)",
+            "CREATE INDEX risk_snapshots_actor ON risk_snapshots"
+            " (world_id, actor, as_of_us DESC, created_at_us DESC)",
+            """CREATE TABLE risk_outbox (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                world_id TEXT NOT NULL,
+                version TEXT NOT NULL,
+                event_id TEXT NOT NULL,
+                event_type TEXT NOT NULL,
+                correlation_id TEXT,
+                extra BLOB NOT NULL,
+                status TEXT NOT NULL DEFAULT 'pending',
+                attempts INTEGER NOT NULL DEFAULT 0,
+                last_error TEXT,
+                created_at_us INTEGER NOT NULL,
+                published_at_us INTEGER
+            )""",
+            "CREATE INDEX risk_outbox_pending ON risk_outbox (id) WHERE status = 'pending'",
+            """CREATE TABLE risk_processed (
+                dedupe_key TEXT PRIMARY KEY,
+                outcome TEXT NOT NULL,
+                processed_at_us INTEGER NOT NULL
+            ) WITHOUT ROWID""",
+            """CREATE TABLE risk_worker_results (
+                dedupe_key TEXT NOT NULL,
+                worker TEXT NOT NULL,
+                result BLOB NOT NULL,
+                PRIMARY KEY (dedupe_key, worker)
+            ) WITHOUT ROWID""",
+        ],
+    ),
+]
+
+
+def in_transaction(conn: sqlite3.Connection, work: Callable[[], T]) -> T:
+    """Run ``work`` in one write transaction (BEGIN IMMEDIATE: the write lock is taken up front)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = work()
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Apply the migrations not yet applied, each in its own transaction."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations"
+        " (version INTEGER PRIMARY KEY, applied_at_us INTEGER NOT NULL)"
+    )
+    applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    for version, statements in MIGRATIONS:
+        if version in applied:
+            continue
+
+        def apply(version: int = version, statements: list[str] = statements) -> None:
+            for statement in statements:
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, applied_at_us) VALUES (?, ?)",
+                [version, time.time_ns() // 1000],
+            )
+
+        in_transaction(conn, apply)
