@@ -20,6 +20,7 @@ MAX_SERIES_POINTS = 200_000
 MAX_TOTAL_POINTS = 1_000_000
 WEIGHT_SUM_TOLERANCE = 1e-3
 COVARIANCE_SEPARATOR = ","
+SHOCKS = "shocks"  # a stress scenario's per-id returns
 
 _NUMBER_TYPES = frozenset({int, float})
 _FLOAT_MAX = sys.float_info.max
@@ -236,7 +237,8 @@ def _float_series(series: Any, where: str) -> list[float]:
 
 
 def check_stress(body: dict[str, Any]) -> None:
-    """``stress``, if present: scenario -> metric -> finite number."""
+    """``stress``, if present: scenario -> metric -> finite number; a scenario's ``shocks`` is
+    id -> finite number (the id's return in that scenario), every id one of ``weights``."""
     stress = body.get("stress")
     if stress is None:
         return
@@ -247,4 +249,16 @@ def check_stress(body: dict[str, Any]) -> None:
         if not isinstance(metrics, dict):
             raise ContractError(f"{where}: must be an object of metric -> number", field=where)
         for name, value in metrics.items():
-            _require_number(value, f"{where}.{name}")
+            if name == SHOCKS:
+                _check_shocks(value, body["weights"], f"{where}.{SHOCKS}")
+            else:
+                _require_number(value, f"{where}.{name}")
+
+
+def _check_shocks(shocks: Any, weights: dict[str, Any], where: str) -> None:
+    if not isinstance(shocks, dict):
+        raise ContractError(f"{where}: must be an object of id -> return", field=where)
+    for asset, value in shocks.items():
+        if asset not in weights:
+            raise ContractError(f"{where}.{asset}: must be an id of weights", field=f"{where}.{asset}")
+        _require_number(value, f"{where}.{asset}")
