@@ -16,18 +16,9 @@ from hypothesis import strategies as st
 
 from riskhub.contract import digest, normalize_snapshot, snapshot_hash
 from riskhub.contract.canonical import canonical_json, merge_objects
+from vectors import VECTOR_BLAKE3, VECTOR_SHA256, VECTOR_TEXT
 
 from conftest import sample_snapshot
-
-# DESIGN.md "interoperability test vector".
-VECTOR_TEXT = (
-    '{"as_of":"2025-01-01T00:00:00Z","provenance":{"actor":"gateway","stage":"paper"},'
-    '"realized_returns":{"strategy_a":[0.01,-0.005,0.002],"strategy_b":[0.008,-0.004,0.001]},'
-    '"stress":{"crash":{"max_drawdown":0.25},"slowdown":{"max_drawdown":0.12}},'
-    '"ttl_sec":10,"version":"v1","weights":{"strategy_a":0.6,"strategy_b":0.4},"world_id":"w1"}'
-)
-VECTOR_BLAKE3 = "blake3:6f51f65f0e47418ef1003d6818b3fa4d927f993bb67ab38e9c175e81cc12b3e4"
-VECTOR_SHA256 = "sha256:c6b7b8cadc9eebf4175cfac973a360346ae2af3266ccbae8af42a9f386226338"
 
 # Floats where orjson and json.dumps are known to disagree, and the rest of the range.
 tiny_floats = st.floats(min_value=1e-10, max_value=1e-3) | st.floats(min_value=-1e-3, max_value=-1e-10)

@@ -21,20 +21,11 @@ import pytest
 
 from riskhub.contract import ContractRules, normalize_snapshot, parse_json
 from riskhub.errors import ContractError, Forbidden, MalformedRequest, RiskHubError
+from vectors import VECTOR_BLAKE3, VECTOR_SHA256, VECTOR_TEXT
 
 # The exception class behind each HTTP status of the contract (DESIGN.md, "HTTP API").
 CLASS_BY_STATUS: dict[int, type[RiskHubError]] = {400: MalformedRequest, 403: Forbidden, 422: ContractError}
 
-# DESIGN.md, "interoperability test vector": the runbook sample posted to w1 with ttl_sec 10,
-# actor gateway and stage paper normalizes to this text, whose hashes are these.
-VECTOR_TEXT = (
-    '{"as_of":"2025-01-01T00:00:00Z","provenance":{"actor":"gateway","stage":"paper"},'
-    '"realized_returns":{"strategy_a":[0.01,-0.005,0.002],"strategy_b":[0.008,-0.004,0.001]},'
-    '"stress":{"crash":{"max_drawdown":0.25},"slowdown":{"max_drawdown":0.12}},'
-    '"ttl_sec":10,"version":"v1","weights":{"strategy_a":0.6,"strategy_b":0.4},"world_id":"w1"}'
-)
-VECTOR_BLAKE3 = "blake3:6f51f65f0e47418ef1003d6818b3fa4d927f993bb67ab38e9c175e81cc12b3e4"
-VECTOR_SHA256 = "sha256:c6b7b8cadc9eebf4175cfac973a360346ae2af3266ccbae8af42a9f386226338"
 RUNBOOK_SAMPLE = (
     Path(__file__).resolve().parents[2]
     / "operations/risk_hub/samples/risk_snapshot_with_realized_and_stress.json"
@@ -470,27 +461,19 @@ def test_a_return_that_is_not_a_finite_number_is_422_naming_its_position(returns
     reject(sample(realized_returns=returns), 422, field)
 
 
-@pytest.mark.parametrize(
-    ("returns", "field"),
-    [
-        ({"strategy_a": []}, "realized_returns.strategy_a"),
-        ({"strategy_a": 0.01}, "realized_returns.strategy_a"),
-        ({"strategy_a": {"0": 0.01}}, "realized_returns.strategy_a"),
-        ({}, "realized_returns"),
-        ([], "realized_returns"),
-        ("0.01", "realized_returns"),
-        (0.01, "realized_returns"),
-    ],
-    ids=[
-        "empty-series",
-        "number-not-series",
-        "object-not-series",
-        "empty-mapping",
-        "empty-single",
-        "string",
-        "number",
-    ],
-)
+# id -> (realized_returns, the field the 422 names)
+NOT_A_SERIES: dict[str, tuple[Any, str]] = {
+    "empty-series": ({"strategy_a": []}, "realized_returns.strategy_a"),
+    "number-not-series": ({"strategy_a": 0.01}, "realized_returns.strategy_a"),
+    "object-not-series": ({"strategy_a": {"0": 0.01}}, "realized_returns.strategy_a"),
+    "empty-mapping": ({}, "realized_returns"),
+    "empty-single": ([], "realized_returns"),
+    "string": ("0.01", "realized_returns"),
+    "number": (0.01, "realized_returns"),
+}
+
+
+@pytest.mark.parametrize(("returns", "field"), list(NOT_A_SERIES.values()), ids=list(NOT_A_SERIES))
 def test_an_empty_or_non_series_realized_returns_is_422_naming_it(returns: Any, field: str) -> None:
     reject(sample(realized_returns=returns), 422, field)
 
@@ -545,38 +528,30 @@ def test_a_finite_covariance_on_weight_ids_is_accepted_as_sent(covariance: dict[
     assert f'"covariance":{canonical(covariance)}' in snap.canonical.decode()  # integers stay integers
 
 
+# id -> (weights, covariance, the field the 422 names)
+KEYED_COVARIANCE_REJECTS: dict[str, tuple[dict[str, float], Any, str]] = {
+    "nan": (TWO_IDS, {"strategy_a,strategy_b": math.nan}, "covariance.strategy_a,strategy_b"),
+    "inf": (TWO_IDS, {"strategy_a,strategy_b": math.inf}, "covariance.strategy_a,strategy_b"),
+    "int-beyond-float": (TWO_IDS, {"strategy_a,strategy_b": 10**400}, "covariance.strategy_a,strategy_b"),
+    "unknown-id": (TWO_IDS, {"strategy_a,zzz": 0.1}, "covariance.strategy_a,zzz"),
+    "one-id": (TWO_IDS, {"strategy_a": 0.1}, "covariance.strategy_a"),
+    "separator-in-id": ({"a,b": 0.5, "c": 0.5}, {"a,b,c": 0.1}, "covariance.a,b,c"),
+    "string": (TWO_IDS, {"strategy_a,strategy_b": "0.1"}, "covariance.strategy_a,strategy_b"),
+    "boolean": (TWO_IDS, {"strategy_a,strategy_b": True}, "covariance.strategy_a,strategy_b"),
+    "asymmetric-pair": (
+        TWO_IDS,
+        {"strategy_b,strategy_a": 0.2, "strategy_a,strategy_b": 0.1},
+        "covariance.strategy_a,strategy_b",
+    ),
+    "array": (TWO_IDS, [[0.04, 0.01], [0.01, 0.09]], "covariance"),
+    "string-covariance": (TWO_IDS, "strategy_a,strategy_b=0.1", "covariance"),
+}
+
+
 @pytest.mark.parametrize(
     ("weights", "covariance", "field"),
-    [
-        (TWO_IDS, {"strategy_a,zzz": 0.1}, "covariance.strategy_a,zzz"),
-        (TWO_IDS, {"strategy_a": 0.1}, "covariance.strategy_a"),
-        ({"a,b": 0.5, "c": 0.5}, {"a,b,c": 0.1}, "covariance.a,b,c"),
-        (TWO_IDS, {"strategy_a,strategy_b": "0.1"}, "covariance.strategy_a,strategy_b"),
-        (TWO_IDS, {"strategy_a,strategy_b": True}, "covariance.strategy_a,strategy_b"),
-        (TWO_IDS, {"strategy_a,strategy_b": math.nan}, "covariance.strategy_a,strategy_b"),
-        (TWO_IDS, {"strategy_a,strategy_b": math.inf}, "covariance.strategy_a,strategy_b"),
-        (TWO_IDS, {"strategy_a,strategy_b": 10**400}, "covariance.strategy_a,strategy_b"),
-        (
-            TWO_IDS,
-            {"strategy_b,strategy_a": 0.2, "strategy_a,strategy_b": 0.1},
-            "covariance.strategy_a,strategy_b",
-        ),
-        (TWO_IDS, [[0.04, 0.01], [0.01, 0.09]], "covariance"),
-        (TWO_IDS, "strategy_a,strategy_b=0.1", "covariance"),
-    ],
-    ids=[
-        "unknown-id",
-        "one-id",
-        "separator-in-id",
-        "string",
-        "boolean",
-        "nan",
-        "inf",
-        "int-beyond-float",
-        "asymmetric-pair",
-        "array",
-        "string-covariance",
-    ],
+    list(KEYED_COVARIANCE_REJECTS.values()),
+    ids=list(KEYED_COVARIANCE_REJECTS),
 )
 def test_a_keyed_covariance_off_the_rules_is_422_naming_the_entry(
     weights: dict[str, Any], covariance: Any, field: str
@@ -587,29 +562,35 @@ def test_a_keyed_covariance_off_the_rules_is_422_naming_the_entry(
 @pytest.mark.parametrize(
     ("covariance", "field"),
     [
-        ({"ids": ["strategy_a", "zzz"], "matrix": [[0.04, 0.01], [0.01, 0.09]]}, "covariance.ids"),
-        ({"ids": ["strategy_a", "strategy_a"], "matrix": [[1, 1], [1, 1]]}, "covariance.ids"),
-        ({"ids": [], "matrix": []}, "covariance.ids"),
-        ({"ids": ["strategy_a", "strategy_b"], "matrix": [[0.04, 0.01], [0.01]]}, "covariance.matrix"),
-        ({"ids": ["strategy_a", "strategy_b"], "matrix": [[0.04, 0.01]]}, "covariance.matrix"),
-        (
+        pytest.param(
+            {"ids": ["strategy_a", "zzz"], "matrix": [[0.04, 0.01], [0.01, 0.09]]},
+            "covariance.ids",
+            id="unknown-id",
+        ),
+        pytest.param(
+            {"ids": ["strategy_a", "strategy_a"], "matrix": [[1, 1], [1, 1]]},
+            "covariance.ids",
+            id="duplicate-id",
+        ),
+        pytest.param({"ids": [], "matrix": []}, "covariance.ids", id="no-ids"),
+        pytest.param(
+            {"ids": ["strategy_a", "strategy_b"], "matrix": [[0.04, 0.01], [0.01]]},
+            "covariance.matrix",
+            id="short-row",
+        ),
+        pytest.param(
+            {"ids": ["strategy_a", "strategy_b"], "matrix": [[0.04, 0.01]]},
+            "covariance.matrix",
+            id="missing-row",
+        ),
+        pytest.param(
             {"ids": ["strategy_a", "strategy_b"], "matrix": [[0.04, 0.01], [0.02, 0.09]]},
             "covariance.matrix[1][0]",
+            id="asymmetric",
         ),
-        ({"ids": ["strategy_a"], "matrix": [["x"]]}, "covariance.matrix[0][0]"),
-        ({"ids": ["strategy_a"], "matrix": [[math.nan]]}, "covariance.matrix[0][0]"),
-        ({"ids": ["strategy_a"], "matrix": [[1]], "extra": 1}, "covariance"),
-    ],
-    ids=[
-        "unknown-id",
-        "duplicate-id",
-        "no-ids",
-        "short-row",
-        "missing-row",
-        "asymmetric",
-        "string",
-        "nan",
-        "extra-key",
+        pytest.param({"ids": ["strategy_a"], "matrix": [["x"]]}, "covariance.matrix[0][0]", id="string"),
+        pytest.param({"ids": ["strategy_a"], "matrix": [[math.nan]]}, "covariance.matrix[0][0]", id="nan"),
+        pytest.param({"ids": ["strategy_a"], "matrix": [[1]], "extra": 1}, "covariance", id="extra-key"),
     ],
 )
 def test_a_dense_covariance_off_the_rules_is_422_naming_the_entry(covariance: Any, field: str) -> None:
@@ -974,25 +955,18 @@ def test_a_supplied_sha256_hash_is_verified_with_sha256() -> None:
     assert normalize(sample(ttl_sec=11, hash=sha256_of(expected_text))).hash == sha256_of(expected_text)
 
 
-@pytest.mark.parametrize(
-    ("claimed", "changes"),
-    [
-        ("sha256:" + "0" * 64, {}),
-        ("blake3:" + "0" * 64, {}),
-        (VECTOR_SHA256, {"ttl_sec": 11}),
-        (VECTOR_BLAKE3, {"version": "v2"}),
-        ("blake3:" + VECTOR_SHA256.split(":")[1], {}),
-        ("sha256:" + VECTOR_BLAKE3.split(":")[1], {}),
-    ],
-    ids=[
-        "sha256-zeros",
-        "blake3-zeros",
-        "sha256-other-body",
-        "blake3-other-body",
-        "sha-hex-as-blake3",
-        "blake3-hex-as-sha",
-    ],
-)
+# id -> (the hash claimed, changes to the sample it is claimed for)
+WRONG_HASHES: dict[str, tuple[str, dict[str, Any]]] = {
+    "sha256-zeros": ("sha256:" + "0" * 64, {}),
+    "blake3-zeros": ("blake3:" + "0" * 64, {}),
+    "sha256-other-body": (VECTOR_SHA256, {"ttl_sec": 11}),
+    "blake3-other-body": (VECTOR_BLAKE3, {"version": "v2"}),
+    "sha-hex-as-blake3": ("blake3:" + VECTOR_SHA256.split(":")[1], {}),
+    "blake3-hex-as-sha": ("sha256:" + VECTOR_BLAKE3.split(":")[1], {}),
+}
+
+
+@pytest.mark.parametrize(("claimed", "changes"), list(WRONG_HASHES.values()), ids=list(WRONG_HASHES))
 def test_a_hash_that_does_not_match_the_snapshot_is_422_naming_hash(
     claimed: str, changes: dict[str, Any]
 ) -> None:
