@@ -39,6 +39,8 @@ RETRY_BACKOFF_S: Final = 0.5
 CONSUMER_SESSION_TIMEOUT_MS: Final = 10_000
 CONSUMER_HEARTBEAT_INTERVAL_MS: Final = 1_000
 RELAY_BATCH_SIZE: Final = 200
+# Risk analytics
+PERIODS_PER_YEAR: Final = 252  # sigma_annual = sigma * sqrt(periods_per_year)
 
 
 class Settings(BaseSettings):
@@ -90,6 +92,10 @@ class Settings(BaseSettings):
     workers: CommaList = Field(default_factory=lambda: ["riskhub.risk.workers:DEFAULT_WORKERS"])
     consumer_session_timeout_ms: int = CONSUMER_SESSION_TIMEOUT_MS
     consumer_heartbeat_interval_ms: int = CONSUMER_HEARTBEAT_INTERVAL_MS
+
+    # Risk analytics
+    periods_per_year: int = Field(PERIODS_PER_YEAR, ge=1)
+    limits_file: Path | None = None  # TOML [[limit]] rows (docs/runbook.md, "Reading the risk figures")
 
     # Background tasks of `riskhub serve`
     run_relay: bool = True
