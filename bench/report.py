@@ -6,6 +6,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+NO_GOAL = "-"
+
 
 @dataclass(frozen=True)
 class Line:
@@ -21,6 +23,8 @@ class Line:
     @property
     def verdict(self) -> str:
         """``ok``, ``MISSED`` or ``skipped``."""
+        if self.goal == NO_GOAL:
+            return "info"
         if self.met is None:
             return "skipped"
         return "ok" if self.met else "MISSED"
@@ -36,6 +40,11 @@ def at_most(config: str, name: str, value: float, goal: float, unit: str, detail
     """A line whose value must stay under ``goal`` (latency, memory)."""
     met = not math.isnan(value) and value < goal
     return Line(config, name, f"{value:.1f} {unit}", f"< {goal:g} {unit}", met, details)
+
+
+def info(config: str, name: str, value: str, details: str = "") -> Line:
+    """A line that shows a measurement without a goal (how a cost grows)."""
+    return Line(config, name, value, NO_GOAL, True, details)
 
 
 def latency_pair(

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
+from analytics_bench import analytics_lines
 from common import BenchError, body_with_version, load_average, machine_header, pin_self, snapshot_payload
 from configs import CONFIGS, Config, ServiceOptions
 from http_bench import RunOptions, bench_commit_to_publish, bench_get, bench_memory, bench_post
@@ -33,7 +34,7 @@ from report import Line, table
 from server import ServerSpec, default_server_argv, running_server
 
 BENCHMARKS = ("post", "get", "memory", "latency", "relay", "worker", "e2e")
-ALL_CONFIGS = ("embedded", "embedded-api", "pg-redis", "kafka")
+ALL_CONFIGS = ("embedded", "embedded-api", "pg-redis", "kafka", "analytics")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -151,7 +152,7 @@ def run_all(args: argparse.Namespace, workdir: Path) -> list[Line]:
     lines: list[Line] = []
     for name in names:
         try:
-            lines += run_config(CONFIGS[name], args, workdir)
+            lines += analytics_lines() if name == "analytics" else run_config(CONFIGS[name], args, workdir)
         except Exception as exc:  # one broken configuration must not hide the others' results
             if not isinstance(exc, BenchError):
                 traceback.print_exc()

@@ -23,7 +23,8 @@ from riskhub.cache import LatestCache, MemoryCache, NoCache, RedisCache
 from riskhub.config import Settings
 from riskhub.hub import Hub, HubLimits, utc_now
 from riskhub.metrics import Metrics
-from riskhub.risk.workers import load_workers
+from riskhub.risk.limits import LimitBook, load_limits
+from riskhub.risk.workers import RiskPolicy, load_workers
 from riskhub.store import SnapshotStore
 from riskhub.store.postgres import PostgresStore
 from riskhub.store.sqlite import SqliteStore
@@ -124,6 +125,12 @@ def _path_of(url: str) -> Path:
     return Path(url.split("://", 1)[1]).absolute()
 
 
+def build_risk_policy(settings: Settings) -> RiskPolicy:
+    """The risk worker's settings; the limits file is read (and checked) once, at start."""
+    limits = load_limits(settings.limits_file) if settings.limits_file is not None else LimitBook()
+    return RiskPolicy(periods_per_year=settings.periods_per_year, limits=limits)
+
+
 def build_components(settings: Settings) -> Components:
     """Wire every part from settings; nothing is connected until ``start``."""
     metrics = Metrics()
@@ -156,6 +163,7 @@ def build_components(settings: Settings) -> Components:
         workers=load_workers(settings.workers),
         metrics=metrics,
         dlq=publisher,
+        risk_policy=build_risk_policy(settings),
         policy=ConsumerPolicy(
             max_attempts=settings.max_attempts,
             retry_backoff_s=settings.retry_backoff_sec,

@@ -8,13 +8,15 @@ snapshot hash. Building the wire envelope (CloudEvents) is ``bus.codec``'s job.
 from __future__ import annotations
 
 import uuid
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 
 from riskhub.contract.canonical import dumps_compact, merge_objects
 from riskhub.model import NewOutboxEvent
 
 SNAPSHOT_UPDATED: Final = "risk_snapshot_updated"
 SNAPSHOT_UPDATED_DLQ: Final = "risk_snapshot_updated_dlq"
+LIMIT_BREACHED: Final = "risk_limit_breached"
 EVENT_VERSION: Final = 1
 # uuid5 namespace for event ids: an event's id is derived from its idempotency key.
 _EVENT_NAMESPACE: Final = uuid.UUID("6f1d3c2e-4b1a-5e9f-9c47-2a8d1e0b7c55")
@@ -36,15 +38,47 @@ def snapshot_event(
     """The outbox event announcing a stored snapshot. The row references the snapshot (the relay
     joins its payload back in); id and idempotency key derive from the dedupe key."""
     return NewOutboxEvent(
-        world_id=world_id,
-        version=version,
-        event_id=event_id_for(dedupe_key),
-        event_type=SNAPSHOT_UPDATED,
-        correlation_id=correlation_id,
-        extra=event_fields(dedupe_key),
+        world_id,
+        version,
+        event_id_for(dedupe_key),
+        SNAPSHOT_UPDATED,
+        correlation_id,
+        event_fields(dedupe_key),
     )
 
 
 def event_data(payload: bytes, extra: bytes) -> bytes:
     """The CloudEvent data: the stored snapshot's JSON object with the event fields added."""
     return merge_objects(payload, extra)
+
+
+def breach_event(
+    snapshot: Mapping[str, Any], breach: Mapping[str, Any], correlation_id: str | None
+) -> NewOutboxEvent:
+    """The ``risk_limit_breached`` event of one metric of a stored snapshot (its event data):
+    its idempotency key ``world|version|hash|metric`` makes a re-sent one the same event."""
+    world_id, version, hash_ = (str(snapshot.get(name, "")) for name in ("world_id", "version", "hash"))
+    key = f"{world_id}|{version}|{hash_}|{breach['metric']}"
+    provenance = snapshot.get("provenance") or {}
+    data = {
+        "world_id": world_id,
+        "version": version,
+        "stage": provenance.get("stage"),
+        "actor": provenance.get("actor"),
+        "hash": hash_,
+        "metric": breach["metric"],
+        "value": breach["value"],
+        "max": breach["max"],
+        "severity": breach["severity"],
+        "event_version": EVENT_VERSION,
+        "idempotency_key": key,
+    }
+    return NewOutboxEvent(
+        world_id=world_id,
+        version=version,
+        event_id=event_id_for(key),
+        event_type=LIMIT_BREACHED,
+        correlation_id=correlation_id,
+        extra=b"{}",
+        data=dumps_compact(data),
+    )

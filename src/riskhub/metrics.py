@@ -6,6 +6,7 @@ takes ids of accepted snapshots (validated by the contract); reasons and routes 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -19,6 +20,12 @@ from prometheus_client.registry import Collector
 disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
 
 UNKNOWN_STAGE = "unknown"
+# The figures of the risk report exported per world/stage (names as in DESIGN "Risk analytics").
+RISK_GAUGES = {
+    "sigma_annual": "Annualized portfolio sigma of the latest computed snapshot",
+    "var_99": "Parametric 99% VaR (per period) of the latest computed snapshot",
+    "es_975": "Parametric 97.5% expected shortfall (per period) of the latest computed snapshot",
+}
 WORLD_STAGE = ("world_id", "stage")
 
 
@@ -148,6 +155,25 @@ class Metrics:
         )
         self.freshness = FreshnessTracker()
         r.register(self.freshness)
+        # Risk figures of the newest computed snapshot per world/stage (see observe_risk).
+        self.risk_figures = {
+            figure: Gauge(f"risk_hub_risk_{figure}", help_text, WORLD_STAGE, registry=r)
+            for figure, help_text in RISK_GAUGES.items()
+        }
+        self._risk_as_of: dict[tuple[str, str], datetime] = {}
+        self.limit_breaches = Counter(
+            "risk_hub_limit_breaches",
+            "Limit breaches (severity breach) of computed snapshots",
+            [*WORLD_STAGE, "metric"],
+            registry=r,
+        )
+        self.worker_seconds = Histogram(
+            "risk_hub_worker_duration_seconds",
+            "Time one worker spent on one event",
+            ["worker"],
+            registry=r,
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
+        )
 
     def start_series(self, world_id: str, stage: str) -> None:
         """The six counters of a world/stage, at 0 from its first snapshot on: an alert on
@@ -157,3 +183,14 @@ class Metrics:
         self._started.add((world_id, stage))
         for counter in (self.processed, self.failed, self.retry, self.dlq, self.dedupe, self.expired):
             counter.labels(world_id, stage)
+
+    def observe_risk(self, world_id: str, stage: str, as_of: datetime, figures: dict[str, object]) -> None:
+        """Set the risk gauges of a world/stage from a newly computed snapshot, unless a newer
+        one (greater ``as_of``) already set them; a figure that could not be had is NaN."""
+        key = (world_id, stage)
+        if key in self._risk_as_of and as_of < self._risk_as_of[key]:
+            return
+        self._risk_as_of[key] = as_of
+        for figure, gauge in self.risk_figures.items():
+            value = figures.get(figure)
+            gauge.labels(world_id, stage).set(value if isinstance(value, int | float) else math.nan)

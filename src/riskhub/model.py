@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from riskhub.contract import dedupe_key
 from riskhub.contract.canonical import dumps_compact, loads_exact
 from riskhub.errors import VersionConflict
 
@@ -39,6 +40,11 @@ class StoredSnapshot:
         """Greatest ``as_of`` wins; ties go to the later ``created_at``."""
         return (self.as_of, self.created_at) > (other.as_of, other.created_at)
 
+    @property
+    def dedupe_key(self) -> str:
+        """The consumer's idempotency key of this snapshot's event."""
+        return dedupe_key(self.world_id, self.version, self.hash, self.actor, self.stage)
+
     def document(self) -> dict[str, object]:
         """The payload parsed."""
         doc: dict[str, object] = loads_exact(self.payload)
@@ -61,8 +67,9 @@ class OutboxEvent:
 
 @dataclass(frozen=True, slots=True)
 class NewOutboxEvent:
-    """An event to enqueue for a stored snapshot. The outbox row references the snapshot rather
-    than copying its payload; ``extra`` holds the event's own fields as a JSON object."""
+    """An event to enqueue about a stored snapshot. A snapshot's own event references the row
+    rather than copying its payload (``extra`` holds the event's fields as a JSON object); an
+    event about it (a limit breach) carries its whole ``data`` instead."""
 
     world_id: str
     version: str
@@ -70,6 +77,7 @@ class NewOutboxEvent:
     event_type: str
     correlation_id: str | None
     extra: bytes
+    data: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +120,7 @@ class WorkerResult:
 
     worker: str
     result: dict[str, object]
+    events: tuple[NewOutboxEvent, ...] = ()  # announced with the row, in the same transaction
     encoded: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -120,11 +129,29 @@ class WorkerResult:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What handling one event left: its dedupe key, ``processed`` or ``dlq``, the workers' rows."""
+    """What handling one event left: its dedupe key, ``processed`` or ``dlq`` (with the error
+    that sent it there), the workers' rows and the events they announce."""
 
     dedupe_key: str
     outcome: str
     results: Sequence[WorkerResult] = ()
+    error: str | None = None
+
+    @property
+    def events(self) -> list[NewOutboxEvent]:
+        """The events of every worker row, in worker order."""
+        return [event for row in self.results for event in row.events]
+
+
+@dataclass(frozen=True, slots=True)
+class RiskRecord:
+    """A snapshot event's recorded outcome with the row of one worker (the risk figures)."""
+
+    dedupe_key: str
+    outcome: str
+    processed_at: datetime
+    error: str | None
+    result: dict[str, object] | None
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

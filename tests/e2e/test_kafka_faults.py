@@ -28,6 +28,8 @@ import asyncpg
 import httpx
 import pytest
 from aiokafka.partitioner import murmur2
+from cloudevents.core.bindings.kafka import KafkaMessage, from_structured
+from cloudevents.core.formats.json import JSONFormat
 
 from riskhub.bus.kafka import read_topic
 
@@ -35,7 +37,7 @@ from conftest import SAMPLE, TOKEN, Production, ServerProcess
 from services import KafkaService, create_topic, free_port, log_tail
 
 PARTITIONS = 3
-WORKERS_PER_EVENT = 3  # riskhub.risk.workers.DEFAULT_WORKERS: extended_validation, stress, live_checks
+WORKERS_PER_EVENT = 2  # riskhub.risk.workers.DEFAULT_WORKERS: extended_validation, risk
 WRITE = {
     "authorization": f"Bearer {TOKEN}",
     "x-actor": "gateway",
@@ -58,10 +60,12 @@ class Deployment:
     production: Production
     topic: str
     group: str
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def env(self) -> dict[str, str]:
         """RISKHUB_* settings shared by the server and the workers."""
         return {
+            **self.extra_env,
             **self.production.env(),
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
@@ -438,3 +442,86 @@ async def _handled_at_least(client: httpx.AsyncClient, worker: WorkerProcess, re
     processed = await metric(client, worker.metrics_url, "risk_hub_snapshot_processed_total")
     dedupes = await metric(client, worker.metrics_url, "risk_hub_snapshot_dedupe_total")
     return processed + dedupes >= records
+
+
+async def test_risk_results_are_on_the_api_within_a_second_and_computed_once(
+    deployment: Deployment,
+    server_factory: Callable[..., ServerProcess],
+    worker_factory: Callable[[], WorkerProcess],
+) -> None:
+    """`riskhub serve` relays to the broker, a `riskhub worker` computes: a POST's risk is on the
+    results API within a second; the same POST again computes nothing."""
+    server = await start_server(server_factory, deployment)
+    [worker] = await start_workers(worker_factory, 1)
+    url = f"{server.url}/risk-hub/worlds/w1/risk/latest"
+    async with httpx.AsyncClient() as client:
+        posted = await post_paced(client, server, [("w1", "v1")], 0.0)
+        assert posted[0].status == 201
+
+        async def done() -> bool:
+            return (await client.get(url, headers=WRITE)).json()["status"] == "done"
+
+        elapsed = await eventually(done, 1.0, "risk results of w1/v1")  # polled from the answer on
+        for _ in range(2):
+            again = await client.post(
+                f"{server.url}/risk-hub/worlds/w1/snapshots", content=body("w1", "v1", 0), headers=WRITE
+            )
+            assert again.status_code == 200
+        await asyncio.sleep(1.0)  # time for a duplicate to reach the worker, if one were sent
+        runs = await metric(client, worker.metrics_url, "risk_hub_worker_duration_seconds_count")
+        assert runs == 2  # one snapshot: extended_validation and risk, once each
+    print(f"\nrisk results on the API {elapsed * 1000:.0f} ms after the POST's answer")
+
+
+async def test_a_live_breach_is_announced_exactly_once_across_a_worker_killed_mid_batch(
+    deployment: Deployment,
+    server_factory: Callable[..., ServerProcess],
+    worker_factory: Callable[[], WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    """Every live snapshot breaches the hub's var_99 limit. The worker is SIGKILLed mid-stream and
+    restarted: each snapshot's risk_limit_breached event is on the topic exactly once, because
+    it is an outbox row of the outcome transaction (a redelivered record is deduplicated)."""
+    limits = tmp_path / "limits.toml"
+    limits.write_text('[[limit]]\nstage = "live"\nmetric = "var_99"\nmax = 0.0001\nseverity = "breach"\n')
+    deployment.extra_env["RISKHUB_LIMITS_FILE"] = str(limits)
+    n = 60
+    server = await start_server(server_factory, deployment)
+    [first] = await start_workers(worker_factory, 1)
+    live = {**WRITE, "x-stage": "live"}
+    async with httpx.AsyncClient() as client, open_store(deployment) as store:
+
+        async def post_all() -> None:
+            for i in range(n):
+                doc = {**SAMPLE_DOC, "version": f"v{i:03d}", "ttl_sec": 3600}
+                doc["provenance"] = {"actor": "gateway", "stage": "live"}
+                url = f"{server.url}/risk-hub/worlds/w{i % 4}/snapshots"
+                response = await client.post(url, content=json.dumps(doc), headers=live, timeout=15)
+                assert response.status_code == 201, response.text
+                await asyncio.sleep(0.02)
+
+        async def kill_mid_stream() -> None:
+            await eventually(lambda: _at_least(store.processed(), 10), 30, "first worker handling")
+            await asyncio.to_thread(first.stop, signal.SIGKILL)
+
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(post_all())
+            tasks.create_task(kill_mid_stream())
+        killed_at = await store.processed()
+        assert 0 < killed_at < n, killed_at
+        [second] = await start_workers(worker_factory, 1)
+        await eventually(lambda: _is(store.processed(), n), 60, f"{n} processed keys")
+        await eventually(lambda: _published_all(store, 2 * n), 20, "snapshot and breach events published")
+        breaches = await metric(client, second.metrics_url, "risk_hub_limit_breaches_total")
+        assert breaches == n - killed_at  # the restarted worker counted only what it computed
+        answer = (await client.get(f"{server.url}/risk-hub/worlds/w0/risk/latest", headers=WRITE)).json()
+        assert answer["status"] == "done" and answer["blocking"] is True
+        assert [b["metric"] for b in answer["breaches"]] == ["var_99"]
+    records = await asyncio.wait_for(read_topic(deployment.kafka.bootstrap, deployment.topic), 20)
+    announced = [r for r in records if json.loads(r.value)["type"] == "risk_limit_breached"]
+    events = [from_structured(KafkaMessage(dict(r.headers), r.key, r.value), JSONFormat()) for r in announced]
+    data: list[dict[str, Any]] = [e.get_data() for e in events]  # type: ignore[misc]
+    assert sorted(d["version"] for d in data) == [f"v{i:03d}" for i in range(n)]  # none lost or doubled
+    assert {d["metric"] for d in data} == {"var_99"} and len({e.get_id() for e in events}) == n
+    assert all(r.key == d["world_id"].encode() for r, d in zip(announced, data, strict=True))
+    print(f"\nworker killed after {killed_at} of {n} processed; {len(events)} breach events on the topic")

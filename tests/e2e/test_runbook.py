@@ -153,7 +153,7 @@ def exposed_metric_names() -> set[str]:
 
 def test_every_metric_the_runbook_names_exists_and_every_metric_is_in_the_runbook() -> None:
     text = RUNBOOK.read_text()
-    named = set(re.findall(r"\b(risk_hub_[a-z_]*[a-z])\b(?!\.py)", text))
+    named = set(re.findall(r"\b(risk_hub_[a-z0-9_]*[a-z0-9])\b(?!\.py)", text))
     exposed = exposed_metric_names()
     assert named - exposed == set(), "the runbook names metrics that do not exist"
     assert exposed - named == set(), "metrics missing from the runbook"

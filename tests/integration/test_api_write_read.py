@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -306,7 +307,7 @@ async def test_any_json_string_is_stored_and_served_exactly(hub: HubClient) -> N
     key = f"w1|v1|{latest['hash']}|gateway|paper"
     assert risk_snapshot_dedupe_key(latest) == key  # the queue standards' name for it
     rows = {row.worker: row.result for row in await hub.parts.store.worker_results(key)}
-    assert rows["live_checks"]["breaches"][0]["id"] == f"strategy_{odd}"
+    assert rows["risk"]["breaches"][0]["id"] == f"strategy_{odd}"
 
 
 async def test_valid_but_extreme_numbers_are_processed_and_never_block_the_outbox(hub: HubClient) -> None:
@@ -344,15 +345,20 @@ async def test_valid_but_extreme_numbers_are_processed_and_never_block_the_outbo
         results = await hub.parts.store.worker_results(risk_snapshot_dedupe_key(latest))
         rows[world] = {row.worker: row.result for row in results}
     assert rows["w1"]["extended_validation"]["exposure"]["max_abs_weight"] == big
-    assert rows["w1"]["stress"]["worst_stress"] == {"scenario": "crash\ud800", "value": 10**20}
-    assert {b["id"] for b in rows["w1"]["live_checks"]["breaches"]} == {"a", "b"}
+    assert rows["w1"]["risk"]["worst_stress"] == "crash\ud800"
+    assert rows["w1"]["risk"]["figures"]["worst_stress_loss"] == 1e20
+    assert {b["id"] for b in rows["w1"]["risk"]["breaches"]} == {"a", "b"}
     exposure = rows["w2"]["extended_validation"]["exposure"]
     assert (exposure["gross"], exposure["net"]) == (None, 1.0)
-    assert rows["w2"]["stress"]["realized_volatility"] is None  # 1e308 * 2.0 overflows
-    assert rows["w2"]["stress"]["covariance_variance"] is None
-    assert rows["w2"]["live_checks"]["breaches"] == [{"limit": "max_gross", "value": None, "bound": 3}]
-    assert rows["w3"]["stress"]["realized_volatility"] is not None
-    assert rows["w4"]["stress"]["realized_volatility"] is None
+    assert rows["w2"]["risk"]["figures"]["realized_sigma"] is None  # 1e308 * 2.0 overflows
+    # covariance misses y, 2 points are too few for Ledoit-Wolf: correlation 1, sum of |w_i| sigma_i,
+    # 1e308 * (1.9 + 0.1) / sqrt(2) = sqrt(2) * 1e308 (still a float)
+    assert rows["w2"]["risk"]["method"] == "fallback_corr1"
+    assert rows["w2"]["risk"]["figures"]["sigma"] == pytest.approx(math.sqrt(2) * 1e308)
+    (gross,) = rows["w2"]["risk"]["breaches"]
+    assert (gross["metric"], gross["value"], gross["max"]) == ("gross", None, 3)
+    assert rows["w3"]["risk"]["figures"]["realized_sigma"] is not None
+    assert rows["w4"]["risk"]["figures"]["realized_sigma"] is None
 
 
 async def test_a_part_whose_canonical_json_outgrows_the_body_is_still_offloaded(

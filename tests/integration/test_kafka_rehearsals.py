@@ -74,8 +74,7 @@ async def test_duplicate_event_is_counted_and_runs_the_workers_once(
         key = f"w1|v1|{stored.hash}|gateway|paper"
         assert [r.worker for r in await hub.parts.store.worker_results(key)] == [
             "extended_validation",
-            "live_checks",
-            "stress",
+            "risk",
         ]
 
 

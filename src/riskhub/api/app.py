@@ -13,7 +13,7 @@ from orjson import dumps
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from riskhub.api import bench, routes
+from riskhub.api import bench, risk_routes, routes
 from riskhub.api.auth import TokenAuth
 from riskhub.api.errors import install_error_handlers
 from riskhub.bootstrap import Components, build_components
@@ -42,6 +42,7 @@ def create_app(settings: Settings, *, components: Components | None = None) -> F
     app.state.auth = auth
     install_error_handlers(app)
     app.include_router(routes.router)
+    app.include_router(risk_routes.router)
     app.add_api_route("/healthz", healthz, methods=["GET"])
     app.add_api_route("/readyz", readyz, methods=["GET"])
     app.add_api_route("/metrics", metrics, methods=["GET"])

@@ -153,7 +153,9 @@ async def get_latest(world_id: str, request: Request) -> Response:
     """The newest unexpired snapshot (404 naming it when it has expired)."""
     parts = authorize(request, write=False)
     q = query(request, LatestQuery)
-    snapshot = await parts.hub.latest_snapshot(world_id, stage=_stage(parts, q.stage), actor=q.actor)
+    snapshot = await parts.hub.latest_snapshot(
+        world_id, stage=check_read_stage(parts, q.stage), actor=q.actor
+    )
     return await _snapshot_response(parts, snapshot, q.expand)
 
 
@@ -162,7 +164,7 @@ async def list_snapshots(world_id: str, request: Request) -> Response:
     """History, newest first; expired snapshots are marked ``"expired": true``."""
     parts = authorize(request, write=False)
     q = query(request, ListQuery)
-    stage = _stage(parts, q.stage)
+    stage = check_read_stage(parts, q.stage)
     found = await parts.hub.list_snapshots(world_id, limit=q.limit, stage=stage, actor=q.actor)
     now = parts.hub.clock()
     if q.expand:
@@ -195,5 +197,6 @@ async def _snapshot_response(parts: Components, snapshot: StoredSnapshot, expand
     return Response(served(snapshot, parts.hub.clock()), media_type=JSON)
 
 
-def _stage(parts: Components, stage: str | None) -> str | None:
+def check_read_stage(parts: Components, stage: str | None) -> str | None:
+    """A read's ``stage`` filter, normalized; 422 outside the allowlist."""
     return check_stage(stage, parts.settings.contract_rules.allowed_stages, "stage")

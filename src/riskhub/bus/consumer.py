@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -37,7 +38,8 @@ from riskhub.errors import ContractError, NotHandled, UndecodableEvent
 from riskhub.events import SNAPSHOT_UPDATED
 from riskhub.metrics import Metrics, stage_label
 from riskhub.model import OUTCOME_DLQ, OUTCOME_PROCESSED, Outcome, WorkerResult
-from riskhub.risk.workers import SnapshotView, Worker
+from riskhub.risk.results import RISK_WORKER
+from riskhub.risk.workers import RiskPolicy, SnapshotView, Worker, WorkerOutput
 from riskhub.store import SnapshotStore
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,7 @@ class ConsumerPolicy:
 
 
 UNKNOWN_LABELS = ("unknown", "unknown")
+MAX_ERROR_CHARS = 2000  # of a dead-lettered key's error, as the results API shows it
 # What event data no producer of ours sends raises (a key no store can hold: ContractError).
 _UNUSABLE_DATA = (TypeError, ValueError, AttributeError, ContractError)
 
@@ -79,12 +82,14 @@ class _BatchState:
         self.known = known  # dedupe key -> outcome, as stored or as decided earlier in the batch
         self.outcomes: list[Outcome] = []
         self.labels: list[tuple[str, str]] = []
+        self.as_of: list[datetime | None] = []
         self.counts: list[tuple[Counter, tuple[str, str]]] = []
 
-    def add(self, outcome: Outcome, labels: tuple[str, str]) -> None:
+    def add(self, outcome: Outcome, labels: tuple[str, str], as_of: datetime | None) -> None:
         self.known[outcome.dedupe_key] = outcome.outcome
         self.outcomes.append(outcome)
         self.labels.append(labels)
+        self.as_of.append(as_of)
 
 
 class SnapshotConsumer:
@@ -100,6 +105,7 @@ class SnapshotConsumer:
         dlq: Publisher | None,
         policy: ConsumerPolicy,
         clock: Callable[[], datetime],
+        risk_policy: RiskPolicy = RiskPolicy(),
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._store = store
@@ -108,6 +114,7 @@ class SnapshotConsumer:
         self._metrics = metrics
         self._dlq = dlq
         self._policy = policy
+        self._risk_policy = risk_policy
         self.clock = clock
         self.sleep = sleep  # injectable: tests record the backoff
 
@@ -139,10 +146,14 @@ class SnapshotConsumer:
                 continue
             handled.append(True)
         recorded = await self._store.record_outcomes(batch.outcomes) if batch.outcomes else []
-        for outcome, labels, new in zip(batch.outcomes, batch.labels, recorded, strict=True):
+        for outcome, labels, as_of, new in zip(
+            batch.outcomes, batch.labels, batch.as_of, recorded, strict=True
+        ):
             if outcome.outcome == OUTCOME_PROCESSED:
                 counter = self._metrics.processed if new else self._metrics.dedupe
                 counter.labels(*labels).inc()
+                if new:
+                    self._observe_risk(outcome, labels, as_of)
         for counter, labels in batch.counts:
             counter.labels(*labels).inc()
         return handled
@@ -172,7 +183,8 @@ class SnapshotConsumer:
         elif batch.known.get(item.key) == OUTCOME_PROCESSED:
             batch.counts.append((self._metrics.dedupe, labels))
         else:
-            batch.add(await self._process_with_retries(item.record, item.event, item.key, labels), labels)
+            outcome = await self._process_with_retries(item.record, item.event, item.key, labels)
+            batch.add(outcome, labels, _as_of(item.event.data))
 
     async def _process_with_retries(
         self, record: ReceivedRecord, event: Event, key: str, labels: tuple[str, str]
@@ -180,20 +192,29 @@ class SnapshotConsumer:
         attempt = 1
         while True:
             try:
-                return Outcome(key, OUTCOME_PROCESSED, await self._run_workers(event.data))
+                return Outcome(key, OUTCOME_PROCESSED, await self._run_workers(event))
             except Exception as exc:  # a worker failure of any kind is retried, then DLQ'd
                 if attempt >= self._policy.max_attempts:
                     self._metrics.failed.labels(*labels).inc()
                     await self._dead_letter(record, event, exc, attempts=attempt, labels=labels)
-                    return Outcome(key, OUTCOME_DLQ)
+                    return Outcome(key, OUTCOME_DLQ, error=f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS])
                 log.info("attempt %d of %s failed: %s", attempt, key, exc)
                 await self.sleep(self._policy.retry_backoff_s * 2 ** (attempt - 1))
                 attempt += 1
                 self._metrics.retry.labels(*labels).inc()
 
-    async def _run_workers(self, data: dict[str, Any]) -> list[WorkerResult]:
-        view = SnapshotView(stored=data, parts=await self._resolve_parts(data))
-        return [WorkerResult(worker.name, await worker.run(view)) for worker in self._workers]
+    async def _run_workers(self, event: Event) -> list[WorkerResult]:
+        data = event.data
+        view = SnapshotView(data, await self._resolve_parts(data), event.correlation_id, self._risk_policy)
+        return [await self._run_worker(worker, view) for worker in self._workers]
+
+    async def _run_worker(self, worker: Worker, view: SnapshotView) -> WorkerResult:
+        started = time.perf_counter()
+        output = await worker.run(view)
+        self._metrics.worker_seconds.labels(worker.name).observe(time.perf_counter() - started)
+        if isinstance(output, WorkerOutput):
+            return WorkerResult(worker.name, output.result, output.events)
+        return WorkerResult(worker.name, output)
 
     async def _resolve_parts(self, data: dict[str, Any]) -> dict[str, Any]:
         parts: dict[str, Any] = {}
@@ -234,6 +255,18 @@ class SnapshotConsumer:
             raise NotHandled(f"DLQ send failed: {exc}") from exc
         self._metrics.dlq.labels(*labels).inc()
 
+    def _observe_risk(self, outcome: Outcome, labels: tuple[str, str], as_of: datetime | None) -> None:
+        """The risk gauges and breach counts of a newly recorded outcome."""
+        row: dict[str, Any] | None = next(
+            (r.result for r in outcome.results if r.worker == RISK_WORKER), None
+        )
+        if row is None or as_of is None:
+            return
+        self._metrics.observe_risk(*labels, as_of, row.get("figures") or {})
+        for breach in row.get("breaches") or ():
+            if breach.get("severity") == "breach":
+                self._metrics.limit_breaches.labels(*labels, breach.get("metric", "unknown")).inc()
+
     def _labels(self, data: dict[str, Any]) -> tuple[str, str]:
         provenance = data.get("provenance")
         stage = provenance.get("stage") if isinstance(provenance, dict) else None
@@ -261,3 +294,12 @@ class SnapshotConsumer:
         if not (isinstance(key, str) and key):
             key = risk_snapshot_dedupe_key(data)
         return check_stored_text(key, "idempotency_key")
+
+
+def _as_of(data: dict[str, Any]) -> datetime | None:
+    """The snapshot's ``as_of``, if the event carries a valid one."""
+    value = data.get("as_of")
+    try:
+        return parse_timestamp(value, "as_of") if isinstance(value, str) else None
+    except ContractError:
+        return None

@@ -3,13 +3,14 @@
 hub.py       serve, worker, relay, migrate      (the processes)
 data.py      backfill, dlq list|replay          (operations on stored data and topics)
 producer.py  publish, monitor, lint             (producer and operator tools)
+risk.py      risk show                          (a world's risk figures)
 """
 
 from __future__ import annotations
 
 import typer
 
-from riskhub.cli import data, hub, producer
+from riskhub.cli import data, hub, producer, risk
 
 __all__ = ["app", "main"]
 
@@ -23,6 +24,7 @@ app = typer.Typer(
 hub.register(app)
 data.register(app)
 producer.register(app)
+risk.register(app)
 
 
 def main() -> None:

@@ -21,6 +21,10 @@ from riskhub.errors import RiskHubError
 # start-up built so full collections skip it.
 SERVICE_GC_THRESHOLDS = (50_000, 20, 10)
 
+TokenOption = Annotated[
+    str | None,
+    typer.Option("--token", envvar="HUB_TOKEN", help="Bearer token [env HUB_TOKEN]", show_default=False),
+]
 DsnOption = Annotated[
     str | None, typer.Option("--dsn", help="Database URL [RISKHUB_DATABASE_URL]", show_default=False)
 ]

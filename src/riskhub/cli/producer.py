@@ -13,7 +13,7 @@ from typer._click import Context as ClickContext  # typer (0.29, locked) vendors
 from typer._click.exceptions import UsageError
 from typer.core import TyperCommand
 
-from riskhub.cli.common import add_command, settings_with
+from riskhub.cli.common import TokenOption, add_command, settings_with
 from riskhub.config import Settings
 from riskhub.contract import ContractRules, normalize_snapshot, parse_json, stage_allowlist
 from riskhub.errors import RequestRejected, RiskHubError, Unavailable
@@ -57,10 +57,6 @@ class _LintProblem(Exception):
 
 # --- producer and operator tools: publish, monitor ---------------------------------------------
 
-TokenOption = Annotated[
-    str | None,
-    typer.Option("--token", envvar="HUB_TOKEN", help="Bearer token [env HUB_TOKEN]", show_default=False),
-]
 PUBLISH_STORED, PUBLISH_INVALID, PUBLISH_REJECTED, PUBLISH_UNREACHABLE = 0, 1, 2, 3
 MONITOR_UNKNOWN = 3
 

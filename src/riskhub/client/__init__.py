@@ -283,6 +283,19 @@ class AsyncRiskHubClient:
             raise UnexpectedAnswer(f"GET {path}: the answer is not a snapshot ({status_line(response)})")
         return document
 
+    async def risk(
+        self, world_id: str, *, stage: str | None = None, version: str | None = None
+    ) -> dict[str, Any]:
+        """Risk results of the latest snapshot (of ``stage``), or of ``version``; ``status`` says
+        whether they are ``pending``, ``done`` or ``failed``."""
+        path = _risk_path(world_id) + ("" if version is not None else "/latest")
+        params = {"version": version} if version is not None else {"stage": stage} if stage else {}
+        response = await self._send_with_retries(self._http.build_request("GET", path, params=params))
+        document = json_object(response)
+        if "status" not in document:
+            raise UnexpectedAnswer(f"GET {path}: the answer is not a risk result ({status_line(response)})")
+        return document
+
     # --- one request, retried ----------------------------------------------------------------
 
     async def _send_with_retries(self, request: httpx.Request) -> httpx.Response:
@@ -399,3 +412,7 @@ def _checked_base_url(base_url: str) -> str:
 
 def _snapshots_path(world_id: str) -> str:
     return f"/risk-hub/worlds/{quote(check_world_id(world_id), safe='')}/snapshots"
+
+
+def _risk_path(world_id: str) -> str:
+    return f"/risk-hub/worlds/{quote(check_world_id(world_id), safe='')}/risk"

@@ -11,21 +11,13 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
 
-from riskhub.model import (
-    InsertResult,
-    NewOutboxEvent,
-    OutboxBacklog,
-    OutboxEvent,
-    Outcome,
-    StoredSnapshot,
-    WorkerResult,
-)
+from riskhub import model
 
 
 class OutboxBatch(Protocol):
     """Events claimed by one relay pass."""
 
-    events: list[OutboxEvent]
+    events: list[model.OutboxEvent]
 
     async def mark_published(self, ids: Sequence[int]) -> None:
         """Mark events as acknowledged by the bus."""
@@ -49,46 +41,52 @@ class SnapshotStore(Protocol):
     async def listen(self, on_commit: Callable[[], None]) -> None:
         """Call ``on_commit`` when any process commits an outbox row (where the store can)."""
 
-    async def insert_snapshot(self, snapshot: StoredSnapshot, event: NewOutboxEvent) -> InsertResult:
+    async def insert_snapshot(
+        self, snapshot: model.StoredSnapshot, event: model.NewOutboxEvent
+    ) -> model.InsertResult:
         """Store snapshot + outbox event in one transaction; same content again is a no-op;
         other content for an existing (world_id, version) raises ``VersionConflict``."""
 
-    async def get_snapshot(self, world_id: str, version: str) -> StoredSnapshot | None:
+    async def get_snapshot(self, world_id: str, version: str) -> model.StoredSnapshot | None:
         """The snapshot with this version."""
 
     async def latest_snapshot(
         self, world_id: str, *, stage: str | None = None, actor: str | None = None
-    ) -> StoredSnapshot | None:
+    ) -> model.StoredSnapshot | None:
         """Greatest as_of (ties: latest created_at), expired or not."""
 
     async def list_snapshots(
         self, world_id: str, *, limit: int, stage: str | None = None, actor: str | None = None
-    ) -> list[StoredSnapshot]:
+    ) -> list[model.StoredSnapshot]:
         """Newest first."""
 
-    async def snapshot_as_of(self, world_id: str, as_of: datetime) -> StoredSnapshot | None:
+    async def snapshot_as_of(self, world_id: str, as_of: datetime) -> model.StoredSnapshot | None:
         """The newest snapshot whose as_of is at or before ``as_of``."""
 
     async def world_ids(self) -> list[str]:
         """Every world with at least one snapshot."""
 
-    async def enqueue_event(self, event: NewOutboxEvent) -> None:
+    async def enqueue_event(self, event: model.NewOutboxEvent) -> None:
         """Add an event to the outbox on its own (re-emitting a stored snapshot)."""
 
     def claim_outbox(self, limit: int) -> AbstractAsyncContextManager[OutboxBatch]:
         """Claim unsent events in outbox order for the duration of the block. For each world the
         claimed events are a prefix of its unsent ones, and no other claimer holds that world."""
 
-    async def outbox_backlog(self) -> OutboxBacklog:
+    async def outbox_backlog(self) -> model.OutboxBacklog:
         """Count and age of unsent events."""
 
-    async def record_outcomes(self, outcomes: Sequence[Outcome]) -> list[bool]:
-        """Store the keys and the workers' rows of several events in ONE transaction. Per
+    async def record_outcomes(self, outcomes: Sequence[model.Outcome]) -> list[bool]:
+        """Store the keys, the workers' rows and the outbox rows of the events those announce,
+        for several events in ONE transaction. Per
         outcome: False (nothing of it written) if its key was already processed. A key recorded
         as ``dlq`` may be recorded again (a replay runs the workers again)."""
 
     async def processed_outcomes(self, keys: Sequence[str]) -> dict[str, str]:
         """The recorded outcome of each of ``keys`` that has one."""
 
-    async def worker_results(self, dedupe_key: str) -> list[WorkerResult]:
+    async def worker_results(self, dedupe_key: str) -> list[model.WorkerResult]:
         """The rows the workers produced for a key."""
+
+    async def risk_records(self, keys: Sequence[str], worker: str) -> dict[str, model.RiskRecord]:
+        """The recorded outcome of each of ``keys`` that has one, with ``worker``'s row (if any)."""

@@ -61,10 +61,10 @@ async def claim(conn: asyncpg.Connection, limit: int) -> list[OutboxEvent]:
     rows = await conn.fetch(
         # Rows are picked (and locked) first; only then are the payloads joined and rendered.
         "SELECT o.id, o.world_id, o.event_id, o.event_type, o.correlation_id, o.created_at,"
-        " s.payload, o.extra, o.attempts FROM"
+        " s.payload, o.extra, o.attempts, o.data FROM"
         " (SELECT * FROM risk_outbox WHERE status = 'pending' AND world_id = ANY($1::text[])"
         "   ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) o"
-        " JOIN risk_snapshots s ON s.world_id = o.world_id AND s.version = o.version"
+        " LEFT JOIN risk_snapshots s ON s.world_id = o.world_id AND s.version = o.version"
         " ORDER BY o.id",
         locked,
         limit,
@@ -77,23 +77,36 @@ async def claim(conn: asyncpg.Connection, limit: int) -> list[OutboxEvent]:
             event_type=row[3],
             correlation_id=row[4],
             created_at=row[5],
-            data=event_data(bytes(row[6]), row[7].encode()),
+            data=bytes(row[9]) if row[9] is not None else event_data(bytes(row[6]), row[7].encode()),
             attempts=row[8],
         )
         for row in rows
     ]
 
 
-async def insert_event(conn: asyncpg.Connection, event: NewOutboxEvent, created_at: datetime) -> None:
-    await conn.execute(
+async def insert_events(
+    conn: asyncpg.Connection, events: Sequence[NewOutboxEvent], created_at: datetime
+) -> None:
+    """Outbox rows inside the caller's transaction. Each world's write lock is taken first, in
+    one order (so two transactions never wait on each other's): a world's ids are then drawn in
+    commit order, as the relay needs, and relays wake on the NOTIFY at commit."""
+    for world_id in sorted({event.world_id for event in events}):
+        await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", WRITE_LOCK, world_id)
+    await conn.executemany(
         "INSERT INTO risk_outbox (world_id, version, event_id, event_type, correlation_id, extra,"
-        " created_at) VALUES ($1,$2,$3,$4,$5,$6,$7)",
-        event.world_id,
-        event.version,
-        event.event_id,
-        event.event_type,
-        event.correlation_id,
-        event.extra.decode(),
-        created_at,
+        " data, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
+        [
+            (
+                e.world_id,
+                e.version,
+                e.event_id,
+                e.event_type,
+                e.correlation_id,
+                e.extra.decode(),
+                e.data,
+                created_at,
+            )
+            for e in events
+        ],
     )
     await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")

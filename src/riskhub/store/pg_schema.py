@@ -124,15 +124,25 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         3,
         ["ALTER TABLE risk_snapshots ALTER COLUMN payload SET STORAGE EXTERNAL"],
     ),
+    (
+        # Risk analytics: why a key was dead-lettered (the results API says), and outbox rows
+        # that carry their own data (a limit breach) instead of referencing a snapshot's.
+        4,
+        [
+            "ALTER TABLE risk_processed ADD COLUMN error text",
+            "ALTER TABLE risk_outbox ADD COLUMN data bytea",
+        ],
+    ),
 ]
 
 
 # Keys not yet processed get their outcome, and only those get their worker rows; returns them.
 RECORD_OUTCOMES = f"""
 WITH recorded AS (
-    INSERT INTO risk_processed (dedupe_key, outcome)
-    SELECT * FROM unnest($1::text[], $2::text[])
-    ON CONFLICT (dedupe_key) DO UPDATE SET outcome = excluded.outcome, processed_at = now()
+    INSERT INTO risk_processed (dedupe_key, outcome, error)
+    SELECT * FROM unnest($1::text[], $2::text[], $6::text[])
+    ON CONFLICT (dedupe_key) DO UPDATE SET outcome = excluded.outcome, processed_at = now(),
+        error = excluded.error
     WHERE risk_processed.outcome <> '{OUTCOME_PROCESSED}'
     RETURNING dedupe_key
 ), worker_rows AS (

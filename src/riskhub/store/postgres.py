@@ -32,11 +32,12 @@ from riskhub.model import (
     NewOutboxEvent,
     OutboxBacklog,
     Outcome,
+    RiskRecord,
     StoredSnapshot,
     WorkerResult,
     same_content_or_conflict,
 )
-from riskhub.store.pg_outbox import NOTIFY_CHANNEL, WRITE_LOCK, OutboxPass, claim, insert_event
+from riskhub.store.pg_outbox import NOTIFY_CHANNEL, WRITE_LOCK, OutboxPass, claim, insert_events
 from riskhub.store.pg_schema import MIGRATIONS, RECORD_OUTCOMES
 
 T = TypeVar("T")
@@ -268,8 +269,7 @@ class PostgresStore:
         """Insert one outbox row (under the world's writer lock, like a snapshot's)."""
 
         async def work(conn: asyncpg.Connection) -> None:
-            await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", WRITE_LOCK, event.world_id)
-            await insert_event(conn, event, datetime.now(UTC))
+            await insert_events(conn, [event], datetime.now(UTC))
 
         await self._transaction(work)
 
@@ -308,9 +308,13 @@ class PostgresStore:
                     [o.dedupe_key for o in run for _ in o.results],
                     [r.worker for o in run for r in o.results],
                     [r.encoded.decode() for o in run for r in o.results],
+                    [o.error for o in run],
                 )
                 keys = {row[0] for row in rows}
                 recorded += [o.dedupe_key in keys for o in run]
+                events = [event for o in run if o.dedupe_key in keys for event in o.events]
+                if events:  # only a newly recorded outcome announces anything
+                    await insert_events(conn, events, datetime.now(UTC))
             return recorded
 
         return await self._transaction(work)
@@ -334,6 +338,25 @@ class PostgresStore:
             )
         )
         return [WorkerResult(worker=row[0], result=loads_exact(row[1])) for row in rows]
+
+    async def risk_records(self, keys: Sequence[str], worker: str) -> dict[str, RiskRecord]:
+        """The recorded outcome of each key that has one, with ``worker``'s row."""
+        rows = await self._call(
+            lambda conn: conn.fetch(
+                "SELECT p.dedupe_key, p.outcome, p.processed_at, p.error, r.result"
+                " FROM risk_processed p LEFT JOIN risk_worker_results r"
+                " ON r.dedupe_key = p.dedupe_key AND r.worker = $2"
+                " WHERE p.dedupe_key = ANY($1::text[])",
+                list(keys),
+                worker,
+            )
+        )
+        return {
+            row[0]: RiskRecord(
+                row[0], row[1], row[2], row[3], None if row[4] is None else loads_exact(row[4])
+            )
+            for row in rows
+        }
 
 
 def _distinct_key_runs(outcomes: Sequence[Outcome]) -> list[list[Outcome]]:

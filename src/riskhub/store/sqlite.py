@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,12 +24,12 @@ from riskhub.contract.canonical import loads_exact
 from riskhub.errors import StoreUnavailable, translated
 from riskhub.events import event_data
 from riskhub.model import (
-    OUTCOME_PROCESSED,
     InsertResult,
     NewOutboxEvent,
     OutboxBacklog,
     OutboxEvent,
     Outcome,
+    RiskRecord,
     StoredSnapshot,
     WorkerResult,
     same_content_or_conflict,
@@ -37,13 +37,11 @@ from riskhub.model import (
     utc_from_us,
 )
 from riskhub.store.batching import Batcher
-from riskhub.store.sqlite_schema import in_transaction, migrate
+from riskhub.store.sqlite_schema import SNAPSHOT_COLUMNS, in_transaction, migrate, now_us, snapshot_of
+from riskhub.store.sqlite_writes import insert_batch, insert_event, record_outcomes
 
 T = TypeVar("T")
 
-_SNAPSHOT_COLUMNS = (
-    "world_id, version, hash, content_sha256, as_of_us, created_at_us, expires_at_us, actor, stage, payload"
-)
 _NEWEST_FIRST = "ORDER BY as_of_us DESC, created_at_us DESC"
 
 
@@ -56,25 +54,6 @@ WAL_AUTOCHECKPOINT_PAGES = 4000
 
 def _new_thread() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="riskhub-sqlite")
-
-
-def _now_us() -> int:
-    return us_from_utc(datetime.now(UTC))
-
-
-def _snapshot(row: tuple[Any, ...]) -> StoredSnapshot:
-    return StoredSnapshot(
-        world_id=row[0],
-        version=row[1],
-        hash=row[2],
-        content_sha256=row[3],
-        as_of=utc_from_us(row[4]),
-        created_at=utc_from_us(row[5]),
-        expires_at=utc_from_us(row[6]),
-        actor=row[7],
-        stage=row[8],
-        payload=bytes(row[9]),
-    )
 
 
 def _filters(stage: str | None, actor: str | None) -> tuple[str, list[Any]]:
@@ -155,11 +134,11 @@ class SqliteStore:
         return same_content_or_conflict(await self._inserts.submit((snapshot, event)), snapshot)
 
     async def _write_inserts(self, items: list[tuple[StoredSnapshot, NewOutboxEvent]]) -> list[InsertResult]:
-        return await self._run(partial(_insert_batch, items=items))
+        return await self._run(partial(insert_batch, items=items))
 
     async def get_snapshot(self, world_id: str, version: str) -> StoredSnapshot | None:
         """The snapshot with this version."""
-        sql = f"SELECT {_SNAPSHOT_COLUMNS} FROM risk_snapshots WHERE world_id = ? AND version = ?"
+        sql = f"SELECT {SNAPSHOT_COLUMNS} FROM risk_snapshots WHERE world_id = ? AND version = ?"
         return await self._one(sql, [world_id, version])
 
     async def latest_snapshot(
@@ -168,7 +147,7 @@ class SqliteStore:
         """Greatest as_of, ties by created_at."""
         where, params = _filters(stage, actor)
         sql = (
-            f"SELECT {_SNAPSHOT_COLUMNS} FROM risk_snapshots WHERE world_id = ? {where}"
+            f"SELECT {SNAPSHOT_COLUMNS} FROM risk_snapshots WHERE world_id = ? {where}"
             f" {_NEWEST_FIRST} LIMIT 1"
         )
         return await self._one(sql, [world_id, *params])
@@ -179,16 +158,16 @@ class SqliteStore:
         """Newest first."""
         where, params = _filters(stage, actor)
         sql = (
-            f"SELECT {_SNAPSHOT_COLUMNS} FROM risk_snapshots WHERE world_id = ? {where}"
+            f"SELECT {SNAPSHOT_COLUMNS} FROM risk_snapshots WHERE world_id = ? {where}"
             f" {_NEWEST_FIRST} LIMIT ?"
         )
         rows = await self._run(lambda conn: conn.execute(sql, [world_id, *params, limit]).fetchall())
-        return [_snapshot(row) for row in rows]
+        return [snapshot_of(row) for row in rows]
 
     async def snapshot_as_of(self, world_id: str, as_of: datetime) -> StoredSnapshot | None:
         """Newest snapshot with as_of at or before the given time."""
         sql = (
-            f"SELECT {_SNAPSHOT_COLUMNS} FROM risk_snapshots WHERE world_id = ? AND as_of_us <= ?"
+            f"SELECT {SNAPSHOT_COLUMNS} FROM risk_snapshots WHERE world_id = ? AND as_of_us <= ?"
             f" {_NEWEST_FIRST} LIMIT 1"
         )
         return await self._one(sql, [world_id, us_from_utc(as_of)])
@@ -204,18 +183,18 @@ class SqliteStore:
 
     async def _one(self, sql: str, params: list[Any]) -> StoredSnapshot | None:
         row = await self._run(lambda conn: conn.execute(sql, params).fetchone())
-        return None if row is None else _snapshot(row)
+        return None if row is None else snapshot_of(row)
 
     async def enqueue_event(self, event: NewOutboxEvent) -> None:
         """Insert one outbox row."""
-        await self._run(lambda conn: in_transaction(conn, lambda: _insert_event(conn, event, _now_us())))
+        await self._run(lambda conn: in_transaction(conn, lambda: insert_event(conn, event, now_us())))
 
     @asynccontextmanager
     async def claim_outbox(self, limit: int) -> AsyncIterator[_Batch]:
         """Pending events in outbox order (one relay per process, so nothing to lock)."""
         sql = (
             "SELECT o.id, o.world_id, o.event_id, o.event_type, o.correlation_id, o.created_at_us,"
-            " s.payload, o.extra, o.attempts FROM risk_outbox o JOIN risk_snapshots s"
+            " s.payload, o.extra, o.attempts, o.data FROM risk_outbox o LEFT JOIN risk_snapshots s"
             " ON s.world_id = o.world_id AND s.version = o.version"
             " WHERE o.status = 'pending' ORDER BY o.id LIMIT ?"
         )
@@ -224,7 +203,7 @@ class SqliteStore:
 
     async def mark_published(self, ids: Sequence[int]) -> None:
         """Mark events sent."""
-        now = _now_us()
+        now = now_us()
         await self._run(
             lambda conn: in_transaction(
                 conn,
@@ -256,7 +235,7 @@ class SqliteStore:
 
     async def record_outcomes(self, outcomes: Sequence[Outcome]) -> list[bool]:
         """Processed keys + worker rows in one transaction; False where already processed."""
-        return await self._run(lambda conn: in_transaction(conn, lambda: _record_outcomes(conn, outcomes)))
+        return await self._run(lambda conn: in_transaction(conn, lambda: record_outcomes(conn, outcomes)))
 
     async def processed_outcomes(self, keys: Sequence[str]) -> dict[str, str]:
         """The outcomes recorded for these keys."""
@@ -278,6 +257,23 @@ class SqliteStore:
             ).fetchall()
         )
         return [WorkerResult(worker=row[0], result=loads_exact(row[1])) for row in rows]
+
+    async def risk_records(self, keys: Sequence[str], worker: str) -> dict[str, RiskRecord]:
+        """The recorded outcome of each key that has one, with ``worker``'s row."""
+        rows = await self._run(
+            lambda conn: conn.execute(
+                "SELECT dedupe_key, outcome, processed_at_us, error, (SELECT result FROM"
+                " risk_worker_results r WHERE r.dedupe_key = p.dedupe_key AND r.worker = ?)"
+                " FROM risk_processed p WHERE dedupe_key IN (SELECT value FROM json_each(?))",
+                [worker, orjson.dumps(list(keys)).decode()],
+            ).fetchall()
+        )
+        return {
+            row[0]: RiskRecord(
+                row[0], row[1], utc_from_us(row[2]), row[3], None if row[4] is None else loads_exact(row[4])
+            )
+            for row in rows
+        }
 
 
 class _Batch:
@@ -304,95 +300,6 @@ def _outbox_event(row: tuple[Any, ...]) -> OutboxEvent:
         event_type=row[3],
         correlation_id=row[4],
         created_at=utc_from_us(row[5]),
-        data=event_data(bytes(row[6]), bytes(row[7])),
+        data=bytes(row[9]) if row[9] is not None else event_data(bytes(row[6]), bytes(row[7])),
         attempts=row[8],
     )
-
-
-def _insert_batch(
-    conn: sqlite3.Connection, items: list[tuple[StoredSnapshot, NewOutboxEvent]]
-) -> list[InsertResult]:
-    return in_transaction(conn, lambda: [_insert_snapshot(conn, snap, event) for snap, event in items])
-
-
-def _insert_snapshot(conn: sqlite3.Connection, snap: StoredSnapshot, event: NewOutboxEvent) -> InsertResult:
-    """Inside a transaction: the snapshot row and, if it is new, its outbox row."""
-    inserted = conn.execute(
-        f"INSERT INTO risk_snapshots ({_SNAPSHOT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
-        " ON CONFLICT (world_id, version) DO NOTHING",
-        [
-            snap.world_id,
-            snap.version,
-            snap.hash,
-            snap.content_sha256,
-            us_from_utc(snap.as_of),
-            us_from_utc(snap.created_at),
-            us_from_utc(snap.expires_at),
-            snap.actor,
-            snap.stage,
-            snap.payload,
-        ],
-    ).rowcount
-    if inserted:
-        _insert_event(conn, event, us_from_utc(snap.created_at))
-        return InsertResult(created=True, snapshot=snap, newest_in=_newest_in(conn, snap))
-    row = conn.execute(
-        f"SELECT {_SNAPSHOT_COLUMNS} FROM risk_snapshots WHERE world_id = ? AND version = ?",
-        [snap.world_id, snap.version],
-    ).fetchone()
-    return InsertResult(created=False, snapshot=_snapshot(row))
-
-
-def _insert_event(conn: sqlite3.Connection, event: NewOutboxEvent, created_at_us: int) -> None:
-    conn.execute(
-        "INSERT INTO risk_outbox (world_id, version, event_id, event_type, correlation_id, extra,"
-        " created_at_us) VALUES (?,?,?,?,?,?,?)",
-        [
-            event.world_id,
-            event.version,
-            event.event_id,
-            event.event_type,
-            event.correlation_id,
-            event.extra,
-            created_at_us,
-        ],
-    )
-
-
-def _newest_in(conn: sqlite3.Connection, snap: StoredSnapshot) -> tuple[str | None, ...]:
-    rank = [us_from_utc(snap.as_of), us_from_utc(snap.created_at)]
-    newer = "SELECT 1 FROM risk_snapshots WHERE world_id = ? AND (as_of_us, created_at_us) > (?, ?)"
-    scopes: list[str | None] = []
-    if conn.execute(newer, [snap.world_id, *rank]).fetchone() is None:
-        scopes.append(None)
-    if snap.stage is not None and (
-        conn.execute(f"{newer} AND stage = ?", [snap.world_id, *rank, snap.stage]).fetchone() is None
-    ):
-        scopes.append(snap.stage)
-    return tuple(scopes)
-
-
-def _record_outcomes(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> list[bool]:
-    """Inside a transaction, in order (a key may come twice: ``dlq``, then ``processed``)."""
-    recorded: list[bool] = []
-    now = _now_us()
-    for item in outcomes:
-        previous = conn.execute(
-            "SELECT outcome FROM risk_processed WHERE dedupe_key = ?", [item.dedupe_key]
-        ).fetchone()
-        if previous is not None and previous[0] == OUTCOME_PROCESSED:
-            recorded.append(False)
-            continue
-        conn.execute(
-            "INSERT INTO risk_processed (dedupe_key, outcome, processed_at_us) VALUES (?,?,?)"
-            " ON CONFLICT (dedupe_key) DO UPDATE SET outcome = excluded.outcome,"
-            " processed_at_us = excluded.processed_at_us",
-            [item.dedupe_key, item.outcome, now],
-        )
-        conn.executemany(
-            "INSERT INTO risk_worker_results (dedupe_key, worker, result) VALUES (?,?,?)"
-            " ON CONFLICT (dedupe_key, worker) DO UPDATE SET result = excluded.result",
-            [(item.dedupe_key, row.worker, row.encoded) for row in item.results],
-        )
-        recorded.append(True)
-    return recorded

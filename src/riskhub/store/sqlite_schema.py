@@ -1,11 +1,13 @@
-"""The SQLite schema of the embedded store, as migrations (the PostgreSQL one: ``pg_schema``)."""
+"""The SQLite schema of the embedded store: migrations, the snapshot row and its record."""
 
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Callable
-from typing import TypeVar
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from riskhub.model import StoredSnapshot, us_from_utc, utc_from_us
 
 T = TypeVar("T")
 
@@ -61,6 +63,15 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             ) WITHOUT ROWID""",
         ],
     ),
+    (
+        # Risk analytics: why a key was dead-lettered (the results API says), and outbox rows
+        # that carry their own data (a limit breach) instead of referencing a snapshot's.
+        2,
+        [
+            "ALTER TABLE risk_processed ADD COLUMN error TEXT",
+            "ALTER TABLE risk_outbox ADD COLUMN data BLOB",
+        ],
+    ),
 ]
 
 
@@ -92,7 +103,33 @@ def migrate(conn: sqlite3.Connection) -> None:
                 conn.execute(statement)
             conn.execute(
                 "INSERT INTO schema_migrations (version, applied_at_us) VALUES (?, ?)",
-                [version, time.time_ns() // 1000],
+                [version, now_us()],
             )
 
         in_transaction(conn, apply)
+
+
+SNAPSHOT_COLUMNS = (
+    "world_id, version, hash, content_sha256, as_of_us, created_at_us, expires_at_us, actor, stage, payload"
+)
+
+
+def now_us() -> int:
+    """The clock, as the store writes it: epoch microseconds."""
+    return us_from_utc(datetime.now(UTC))
+
+
+def snapshot_of(row: tuple[Any, ...]) -> StoredSnapshot:
+    """A row of ``SNAPSHOT_COLUMNS`` as the record it stores."""
+    return StoredSnapshot(
+        world_id=row[0],
+        version=row[1],
+        hash=row[2],
+        content_sha256=row[3],
+        as_of=utc_from_us(row[4]),
+        created_at=utc_from_us(row[5]),
+        expires_at=utc_from_us(row[6]),
+        actor=row[7],
+        stage=row[8],
+        payload=bytes(row[9]),
+    )
