@@ -32,9 +32,11 @@ from kafka_bench import KafkaOptions, bench_kafka
 from load import LoadOptions
 from report import Line, table
 from server import ServerSpec, default_server_argv, running_server
+from status_bench import status_lines
 
 BENCHMARKS = ("post", "get", "memory", "latency", "relay", "worker", "e2e")
-ALL_CONFIGS = ("embedded", "embedded-api", "pg-redis", "kafka", "analytics")
+ALL_CONFIGS = ("embedded", "embedded-api", "pg-redis", "kafka", "analytics", "status")
+IN_PROCESS = {"analytics": analytics_lines, "status": status_lines}  # configurations without servers
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -152,7 +154,7 @@ def run_all(args: argparse.Namespace, workdir: Path) -> list[Line]:
     lines: list[Line] = []
     for name in names:
         try:
-            lines += analytics_lines() if name == "analytics" else run_config(CONFIGS[name], args, workdir)
+            lines += IN_PROCESS[name]() if name in IN_PROCESS else run_config(CONFIGS[name], args, workdir)
         except Exception as exc:  # one broken configuration must not hide the others' results
             if not isinstance(exc, BenchError):
                 traceback.print_exc()

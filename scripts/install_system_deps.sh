@@ -10,6 +10,8 @@ have_postgresql() { compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; }
 have_redis_server() { command -v redis-server >/dev/null 2>&1; }
 have_wrk() { command -v wrk >/dev/null 2>&1; }
 have_curl() { command -v curl >/dev/null 2>&1; }
+have_chromium() { command -v chromium >/dev/null 2>&1; }  # the status page's browser test
+have_chromedriver() { command -v chromedriver >/dev/null 2>&1; }
 have_util_linux() { command -v taskset >/dev/null 2>&1 && { command -v runuser >/dev/null 2>&1 || [ -x /usr/sbin/runuser ]; }; }
 
 missing=()
@@ -18,9 +20,11 @@ have_redis_server || missing+=(redis-server)
 have_wrk || missing+=(wrk)
 have_util_linux || missing+=(util-linux)
 have_curl || missing+=(curl)
+have_chromium || missing+=(chromium)
+have_chromedriver || missing+=(chromium-driver)
 
 if [ "${#missing[@]}" -eq 0 ]; then
-    echo "system deps: all present (postgresql, redis-server, wrk, util-linux, curl)"
+    echo "system deps: all present (postgresql, redis-server, wrk, util-linux, curl, chromium, chromium-driver)"
     exit 0
 fi
 

@@ -39,6 +39,11 @@ RETRY_BACKOFF_S: Final = 0.5
 CONSUMER_SESSION_TIMEOUT_MS: Final = 10_000
 CONSUMER_HEARTBEAT_INTERVAL_MS: Final = 1_000
 RELAY_BATCH_SIZE: Final = 200
+# Status page (runbook thresholds: warn ~10 min, crit ~30 min of as_of lag)
+STATUS_WARN_S: Final = 600
+STATUS_CRIT_S: Final = 1800
+STATUS_REFRESH_S: Final = 10
+LOG_FORMAT: Final = "text"  # or "json": one JSON object per line
 # Risk analytics
 PERIODS_PER_YEAR: Final = 252  # sigma_annual = sigma * sqrt(periods_per_year)
 
@@ -47,6 +52,8 @@ class Settings(BaseSettings):
     """Every knob of the hub. Unset service URLs mean the embedded implementation."""
 
     model_config = SettingsConfigDict(env_prefix="RISKHUB_", extra="ignore")
+
+    log_format: Literal["text", "json"] = LOG_FORMAT
 
     # HTTP
     host: str = "127.0.0.1"
@@ -92,6 +99,11 @@ class Settings(BaseSettings):
     workers: CommaList = Field(default_factory=lambda: ["riskhub.risk.workers:DEFAULT_WORKERS"])
     consumer_session_timeout_ms: int = CONSUMER_SESSION_TIMEOUT_MS
     consumer_heartbeat_interval_ms: int = CONSUMER_HEARTBEAT_INTERVAL_MS
+
+    # Status page at /
+    status_warn_sec: int = STATUS_WARN_S
+    status_crit_sec: int = STATUS_CRIT_S
+    status_refresh_sec: int = STATUS_REFRESH_S
 
     # Risk analytics
     periods_per_year: int = Field(PERIODS_PER_YEAR, ge=1)

@@ -38,6 +38,7 @@ from riskhub.errors import (
     Unavailable,
 )
 from riskhub.events import snapshot_event
+from riskhub.logs import clip
 from riskhub.metrics import Metrics, stage_label
 from riskhub.model import InsertResult, RiskRecord, StoredSnapshot
 from riskhub.risk.results import RISK_WORKER, risk_answer, risk_summary
@@ -122,12 +123,24 @@ class Hub:
             del snap
             result = await self.store.insert_snapshot(record, event)
         except RequestRejected as exc:  # 409 included: every rejected write is counted by reason
-            self.reject_write(exc, world_id, actor=actor, stage=stage)
+            self.reject_write(exc, world_id, actor=actor, stage=stage, correlation_id=correlation_id)
             raise
         if result.created:
             self.on_commit()
             await self._offer_to_cache(result.snapshot, result.newest_in)
         self._count_write(record, result)
+        log.info(
+            "snapshot %s",
+            "stored" if result.created else "deduplicated",
+            extra={
+                "world_id": record.world_id,
+                "stage": record.stage,
+                "version": clip(record.version),
+                "actor": clip(record.actor),
+                "hash": record.hash,
+                "correlation_id": clip(correlation_id) if correlation_id else None,
+            },
+        )
         return result
 
     async def _pin_producer_refs(self, body: dict[str, Any]) -> None:
@@ -202,18 +215,25 @@ class Hub:
             self.count_violation("missing_stage", None)
 
     def reject_write(
-        self, exc: RequestRejected, world_id: str, *, actor: str | None, stage: str | None
+        self,
+        exc: RequestRejected,
+        world_id: str,
+        *,
+        actor: str | None,
+        stage: str | None,
+        correlation_id: str | None = None,
     ) -> None:
-        """Count a rejected write by reason and log what was wrong with it (never the token:
-        no message carries it)."""
+        """Count a rejected write by reason and log what was wrong with it, every value from the
+        request cut to a loggable length (never the token: no message carries it)."""
         self.count_violation(exc.reason, stage)
+        fields = {"world_id": world_id, "stage": stage, "actor": actor, "correlation_id": correlation_id}
         log.warning(
-            "write to world %r rejected: %s (%s; actor %r, stage %r)",
-            world_id,
-            exc.message,
+            "snapshot rejected: %s (%s; actor %r, stage %r)",
+            clip(exc.message),
             exc.reason,
-            actor,
-            stage,
+            clip(actor) if actor is not None else None,
+            clip(stage) if stage is not None else None,
+            extra={key: clip(value) for key, value in fields.items() if value is not None},
         )
 
     def count_violation(self, reason: str, stage: str | None) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,7 +21,7 @@ from prometheus_client.registry import Collector
 disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
 
 UNKNOWN_STAGE = "unknown"
-# The figures of the risk report exported per world/stage (names as in DESIGN "Risk analytics").
+# The figures of the risk report exported per world/stage (names as in the risk report).
 RISK_GAUGES = {
     "sigma_annual": "Annualized portfolio sigma of the latest computed snapshot",
     "var_99": "Parametric 99% VaR (per period) of the latest computed snapshot",
@@ -68,6 +69,32 @@ class FreshnessTracker(Collector):
             received_age.add_metric([world_id, stage], now - received)
         yield as_of_age
         yield received_age
+
+
+WINDOW_KINDS = ("dedupe", "expired", "retry", "dlq")
+Totals = dict[tuple[str, str, str], float]  # (kind, world_id, stage) -> count
+
+
+@dataclass(eq=False)
+class RecentIncrease:
+    """The last hour's increase of the queue counters per world/stage, from per-minute samples of
+    their cumulative values (taken when asked, at most one a minute, and once at start). Counts are
+    this process's: in production the dashboard sums every process."""
+
+    window_s: float = 3600.0
+    every_s: float = 60.0
+    samples: deque[tuple[float, Totals]] = field(default_factory=deque)
+
+    def increase(
+        self, totals: dict[tuple[str, str, str], float], now: float
+    ) -> dict[tuple[str, str, str], float]:
+        """``totals`` (kind, world, stage) minus the oldest sample within the window."""
+        while len(self.samples) > 1 and self.samples[1][0] <= now - self.window_s:
+            self.samples.popleft()
+        if not self.samples or now - self.samples[-1][0] >= self.every_s:
+            self.samples.append((now, dict(totals)))
+        base = self.samples[0][1] if self.samples[0][0] <= now else {}
+        return {key: value - base.get(key, 0.0) for key, value in totals.items()}
 
 
 class Metrics:
@@ -155,6 +182,8 @@ class Metrics:
         )
         self.freshness = FreshnessTracker()
         r.register(self.freshness)
+        self.recent = RecentIncrease()
+        self.recent.samples.append((time.time(), {}))  # every counter starts at 0 with the process
         # Risk figures of the newest computed snapshot per world/stage (see observe_risk).
         self.risk_figures = {
             figure: Gauge(f"risk_hub_risk_{figure}", help_text, WORLD_STAGE, registry=r)
@@ -194,3 +223,14 @@ class Metrics:
         for figure, gauge in self.risk_figures.items():
             value = figures.get(figure)
             gauge.labels(world_id, stage).set(value if isinstance(value, int | float) else math.nan)
+
+    def queue_totals(self) -> Totals:
+        """Cumulative dedupe / expired / retry / DLQ counts by (kind, world, stage)."""
+        totals: Totals = {}
+        for kind in WINDOW_KINDS:
+            counter: Counter = getattr(self, kind)
+            for family in counter.collect():
+                for sample in family.samples:
+                    if sample.name.endswith("_total"):
+                        totals[(kind, sample.labels["world_id"], sample.labels["stage"])] = sample.value
+        return totals

@@ -154,6 +154,24 @@ class RiskRecord:
     result: dict[str, object] | None
 
 
+@dataclass(frozen=True, slots=True)
+class StatusPoint:
+    """One of a world/stage's newest snapshots as the status page shows it: ``rank`` 1 is the
+    newest, with a summary of the risk worker's row (``figures``, ``worst_stress``, ``blocking``,
+    ``breaches`` as a count); later ranks carry only their sigma."""
+
+    world_id: str
+    stage: str | None
+    rank: int
+    version: str
+    as_of: datetime
+    created_at: datetime
+    expires_at: datetime
+    outcome: str | None
+    sigma: float | None
+    result: dict[str, object] | None
+
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 

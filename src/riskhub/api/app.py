@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
+from importlib.metadata import version as package_version
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
+from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from orjson import dumps
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from riskhub.api import bench, risk_routes, routes
+from riskhub.api import bench, risk_routes, routes, status
 from riskhub.api.auth import TokenAuth
 from riskhub.api.errors import install_error_handlers
+from riskhub.api.observe import ObservedRequests
+from riskhub.api.schemas import with_bearer_auth
 from riskhub.bootstrap import Components, build_components
 from riskhub.config import Settings
 from riskhub.errors import Unavailable
+
+__version__ = package_version("riskhub")
 
 
 def create_app(settings: Settings, *, components: Components | None = None) -> FastAPI:
@@ -37,19 +45,30 @@ def create_app(settings: Settings, *, components: Components | None = None) -> F
         finally:
             await parts.stop()
 
-    app = FastAPI(title="riskhub", version="0.1.0", lifespan=lifespan, docs_url="/docs")
+    # Swagger UI and ReDoc with their assets served by the hub (no CDN: the docs work offline).
+    app = FastAPIOffline(title="riskhub", version=__version__, lifespan=lifespan, docs_url="/docs")
+    app.openapi = partial(_openapi, app)  # type: ignore[method-assign]  # FastAPI's documented override
     app.state.components = parts
     app.state.auth = auth
     install_error_handlers(app)
     app.include_router(routes.router)
     app.include_router(risk_routes.router)
+    app.include_router(status.router)
+    app.mount("/static", StaticFiles(packages=[("riskhub.api", "static")]), name="static")
     app.add_api_route("/healthz", healthz, methods=["GET"])
     app.add_api_route("/readyz", readyz, methods=["GET"])
     app.add_api_route("/metrics", metrics, methods=["GET"])
     if settings.bench_endpoints:
         app.include_router(bench.router)
-    app.add_middleware(HttpMetrics)
+    app.add_middleware(ObservedRequests, metrics=parts.metrics)
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        app.openapi_schema = with_bearer_auth(schema)
+    return app.openapi_schema
 
 
 async def healthz() -> Response:
@@ -88,32 +107,3 @@ async def metrics(request: Request) -> Response:
     with contextlib.suppress(Unavailable):
         await parts.relay.refresh_backlog_metrics()
     return Response(generate_latest(parts.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-
-class HttpMetrics:
-    """Counts responses by route template, method and status (pure ASGI: no body buffering)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        status = 500
-        started = time.perf_counter()
-
-        async def send_and_record(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_record)
-        finally:
-            route = scope.get("route")
-            label = getattr(route, "path", "unmatched")
-            parts: Components = scope["app"].state.components
-            parts.metrics.http_responses.labels(label, scope["method"], str(status)).inc()
-            parts.metrics.http_seconds.labels(label, scope["method"]).observe(time.perf_counter() - started)

@@ -3,6 +3,7 @@ valid at once (rotation). Every configured token is compared, in constant time, 
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Iterable
 
@@ -29,6 +30,24 @@ class TokenAuth:
             raise Unauthorized("Authorization: unknown token", field="Authorization")
         if write and not writer:
             raise Forbidden("Authorization: this token may only read", field="Authorization")
+
+    def session_for(self, token: str) -> str | None:
+        """The status page's session cookie for a valid token (read or write): its sha256, so
+        the browser never holds the token itself; None for an unknown token."""
+        raw = token.strip().encode("utf-8", "surrogateescape")
+        if not raw or not _matches_any(raw, self._writers + self._readers):
+            return None
+        return _session_of(raw)
+
+    def require_session(self, cookie: str | None) -> None:
+        """Raise ``Unauthorized`` unless the cookie is the session of a configured token."""
+        sessions = [_session_of(t).encode() for t in self._writers + self._readers]
+        if not cookie or not _matches_any(cookie.encode("utf-8", "surrogateescape"), sessions):
+            raise Unauthorized("session: sign in with a token", field="session")
+
+
+def _session_of(token: bytes) -> str:
+    return hashlib.sha256(b"riskhub-session:" + token).hexdigest()
 
 
 def _bearer(header: str | None) -> bytes | None:

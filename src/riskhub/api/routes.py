@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from riskhub.api.observe import correlation_id
 from riskhub.api.schemas import WRITE_DOC, Receipt, errors
 from riskhub.bootstrap import Components
 from riskhub.contract import check_stage
@@ -113,14 +114,17 @@ async def post_snapshot(world_id: str, request: Request) -> Response:
         authorize(request, write=True)
         raw = await read_body(request, parts.settings.max_body_bytes)
     except RequestRejected as exc:  # the hub counts the rejections it decides itself
-        parts.hub.reject_write(exc, world_id, actor=request.headers.get("x-actor"), stage=stage)
+        actor = request.headers.get("x-actor")
+        parts.hub.reject_write(
+            exc, world_id, actor=actor, stage=stage, correlation_id=correlation_id(request)
+        )
         raise
     result = await parts.hub.write_snapshot(
         world_id,
         raw,
         actor=request.headers.get("x-actor"),
         stage=stage,
-        correlation_id=request.headers.get("x-correlation-id"),
+        correlation_id=correlation_id(request),
     )
     location = (
         f"/risk-hub/worlds/{quote(world_id, safe='')}/snapshots/lookup"

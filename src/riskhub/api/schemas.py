@@ -30,7 +30,8 @@ class ErrorBody(BaseModel):
 
 
 class SnapshotIn(BaseModel):
-    """A risk snapshot as a producer sends it (see DESIGN.md "The contract"); free extra keys allowed."""
+    """A risk snapshot as a producer sends it (the contract: README "API", docs/runbook.md); free extra
+    keys allowed."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -70,6 +71,25 @@ class Receipt(BaseModel):
     expires_at: str
     stage: str | None
     actor: str
+
+
+BEARER_SCHEME = "bearerAuth"
+
+
+def with_bearer_auth(schema: dict[str, Any]) -> dict[str, Any]:
+    """Declare the bearer token on every ``/risk-hub`` operation, so the docs' "Authorize"
+    sends it (the routes check it themselves: no per-request dependency)."""
+    components = schema.setdefault("components", {})
+    components.setdefault("securitySchemes", {})[BEARER_SCHEME] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "a token of RISKHUB_TOKENS (read and write) or RISKHUB_READ_TOKENS (read only)",
+    }
+    for path, operations in schema.get("paths", {}).items():
+        if path.startswith("/risk-hub/"):
+            for operation in operations.values():
+                operation["security"] = [{BEARER_SCHEME: []}]
+    return schema
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:

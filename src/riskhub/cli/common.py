@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import functools
 import gc
-import logging
 from collections.abc import Callable
 from typing import Annotated, Any, NoReturn, ParamSpec
 
 import typer
 from typer.core import TyperCommand
 
+from riskhub import logs
 from riskhub.config import Settings
 from riskhub.errors import RiskHubError
+from riskhub.logs import LogFormat
 
 # A long-running hub process allocates many short-lived containers per request (a parsed 14 KB
 # snapshot, its normalized copy, the stored document). With CPython's default gen-0 threshold (700)
@@ -77,9 +78,9 @@ def add_command(
     app.command(name, cls=cls)(reporting_failures(command))
 
 
-def configure_logging(level: str) -> None:
-    """One log format for every command."""
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+def configure_logging(level: str, log_format: LogFormat | None = None) -> None:
+    """One log format for every command: ``log_format``, else the setting (env RISKHUB_LOG_FORMAT)."""
+    logs.configure_logging(level, log_format or Settings().log_format)
 
 
 def tune_gc_for_service() -> None:

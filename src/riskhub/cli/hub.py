@@ -44,7 +44,7 @@ def serve(
     if not settings.tokens:
         generated = secrets.token_urlsafe(24)
         settings = settings.model_copy(update={"tokens": [SecretStr(generated)]})
-    configure_logging(log_level)
+    configure_logging(log_level, settings.log_format)
     _check_port_free(settings.host, settings.port)
     _print_banner(settings, generated)
     config = uvicorn.Config(
@@ -52,7 +52,8 @@ def serve(
         host=settings.host,
         port=settings.port,
         log_level=log_level,
-        access_log=False,
+        log_config=None,  # uvicorn's loggers go through ours (riskhub.logs): one format
+        access_log=False,  # the hub writes its own access lines, with route and request id
         server_header=False,
     )
     tune_gc_for_service()

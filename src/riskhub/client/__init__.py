@@ -72,7 +72,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_INLINE_COV_THRESHOLD = INLINE_COV_THRESHOLD_BYTES  # bytes of a part's canonical JSON, as the hub's
-HASH_ALGORITHM = "blake3"  # what existing producers send (DESIGN: RiskHubClient sends blake3)
+HASH_ALGORITHM = "blake3"  # what existing producers send (the runbook's RiskHubClient sends blake3)
 # Visible ASCII: a header value httpx can send. Anything else (CR, LF, non-ASCII) made httpx
 # raise an error that quotes the whole header, token included.
 _TOKEN = re.compile(r"[!-~]+")

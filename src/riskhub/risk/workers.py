@@ -88,7 +88,7 @@ async def extended_validation(view: SnapshotView) -> dict[str, Any]:
 
 
 async def risk(view: SnapshotView) -> WorkerOutput:
-    """The snapshot's risk report (DESIGN "Risk analytics"), its limits' breaches, and one
+    """The snapshot's risk report (docs/runbook.md, "Reading the risk figures"), its limits' breaches, and one
     ``risk_limit_breached`` event per breached metric of a live snapshot."""
     analysis = partial(
         analyze,

@@ -88,5 +88,12 @@ class SnapshotStore(Protocol):
     async def worker_results(self, dedupe_key: str) -> list[model.WorkerResult]:
         """The rows the workers produced for a key."""
 
+    async def status_points(self, points: int) -> list[model.StatusPoint]:
+        """Per world and stage, its ``points`` newest snapshots, newest first, with their outcome
+        and sigma (the newest with its whole risk row): one query for the status page."""
+
+    async def recent_failures(self, limit: int) -> list[model.RiskRecord]:
+        """The newest dead-lettered keys, with their error."""
+
     async def risk_records(self, keys: Sequence[str], worker: str) -> dict[str, model.RiskRecord]:
         """The recorded outcome of each of ``keys`` that has one, with ``worker``'s row (if any)."""

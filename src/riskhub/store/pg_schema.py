@@ -154,3 +154,26 @@ WITH recorded AS (
 )
 SELECT dedupe_key FROM recorded
 """
+
+
+# The status page's one query: per world and stage the newest $2 snapshots, each joined to its
+# outcome and the risk worker's ($1) row by its dedupe key; sigma read from the row's JSON.
+STATUS_POINTS = """
+WITH ranked AS (
+    SELECT world_id, stage, version, hash, actor, as_of, created_at, expires_at,
+           row_number() OVER (PARTITION BY world_id, stage ORDER BY as_of DESC, created_at DESC) AS n
+    FROM risk_snapshots
+)
+SELECT k.world_id, k.stage, k.n::int, k.version, k.as_of, k.created_at, k.expires_at, p.outcome,
+       (r.result::jsonb #>> '{figures,sigma}')::float8,
+       CASE WHEN k.n = 1 THEN jsonb_build_object('figures', r.result::jsonb -> 'figures',
+           'worst_stress', r.result::jsonb -> 'worst_stress', 'blocking', r.result::jsonb -> 'blocking',
+           'breaches', jsonb_array_length(r.result::jsonb -> 'breaches'))::text END
+FROM ranked k
+LEFT JOIN risk_processed p
+       ON p.dedupe_key = k.world_id || '|' || k.version || '|' || k.hash || '|' || k.actor || '|'
+                         || coalesce(k.stage, '')
+LEFT JOIN risk_worker_results r ON r.dedupe_key = p.dedupe_key AND r.worker = $1
+WHERE k.n <= $2
+ORDER BY k.world_id, k.stage, k.n
+"""

@@ -23,22 +23,26 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import asyncpg
+import orjson
 
 from riskhub.config import DATABASE_POOL_SIZE
 from riskhub.contract.canonical import loads_exact
 from riskhub.errors import StoreUnavailable, translated
 from riskhub.model import (
+    OUTCOME_DLQ,
     InsertResult,
     NewOutboxEvent,
     OutboxBacklog,
     Outcome,
     RiskRecord,
+    StatusPoint,
     StoredSnapshot,
     WorkerResult,
     same_content_or_conflict,
 )
+from riskhub.risk.results import RISK_WORKER
 from riskhub.store.pg_outbox import NOTIFY_CHANNEL, WRITE_LOCK, OutboxPass, claim, insert_events
-from riskhub.store.pg_schema import MIGRATIONS, RECORD_OUTCOMES
+from riskhub.store.pg_schema import MIGRATIONS, RECORD_OUTCOMES, STATUS_POINTS
 
 T = TypeVar("T")
 MIGRATION_LOCK = 7300
@@ -338,6 +342,37 @@ class PostgresStore:
             )
         )
         return [WorkerResult(worker=row[0], result=loads_exact(row[1])) for row in rows]
+
+    async def status_points(self, points: int) -> list[StatusPoint]:
+        """Per world and stage, its newest snapshots with outcome and sigma (one query)."""
+        rows = await self._call(lambda conn: conn.fetch(STATUS_POINTS, RISK_WORKER, points))
+        return [
+            StatusPoint(
+                world,
+                stage,
+                rank,
+                version,
+                as_of,
+                created_at,
+                expires_at,
+                outcome,
+                sigma,
+                None if result is None else orjson.loads(result),
+            )
+            for world, stage, rank, version, as_of, created_at, expires_at, outcome, sigma, result in rows
+        ]
+
+    async def recent_failures(self, limit: int) -> list[RiskRecord]:
+        """The newest dead-lettered keys, with their error."""
+        rows = await self._call(
+            lambda conn: conn.fetch(
+                "SELECT dedupe_key, outcome, processed_at, error FROM risk_processed"
+                " WHERE outcome = $1 ORDER BY processed_at DESC LIMIT $2",
+                OUTCOME_DLQ,
+                limit,
+            )
+        )
+        return [RiskRecord(key, outcome, at, error, None) for key, outcome, at, error in rows]
 
     async def risk_records(self, keys: Sequence[str], worker: str) -> dict[str, RiskRecord]:
         """The recorded outcome of each key that has one, with ``worker``'s row."""

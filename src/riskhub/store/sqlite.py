@@ -24,20 +24,30 @@ from riskhub.contract.canonical import loads_exact
 from riskhub.errors import StoreUnavailable, translated
 from riskhub.events import event_data
 from riskhub.model import (
+    OUTCOME_DLQ,
     InsertResult,
     NewOutboxEvent,
     OutboxBacklog,
     OutboxEvent,
     Outcome,
     RiskRecord,
+    StatusPoint,
     StoredSnapshot,
     WorkerResult,
     same_content_or_conflict,
     us_from_utc,
     utc_from_us,
 )
+from riskhub.risk.results import RISK_WORKER
 from riskhub.store.batching import Batcher
-from riskhub.store.sqlite_schema import SNAPSHOT_COLUMNS, in_transaction, migrate, now_us, snapshot_of
+from riskhub.store.sqlite_schema import (
+    SNAPSHOT_COLUMNS,
+    STATUS_POINTS,
+    in_transaction,
+    migrate,
+    now_us,
+    snapshot_of,
+)
 from riskhub.store.sqlite_writes import insert_batch, insert_event, record_outcomes
 
 T = TypeVar("T")
@@ -257,6 +267,36 @@ class SqliteStore:
             ).fetchall()
         )
         return [WorkerResult(worker=row[0], result=loads_exact(row[1])) for row in rows]
+
+    async def status_points(self, points: int) -> list[StatusPoint]:
+        """Per world and stage, its newest snapshots with outcome and sigma (one query)."""
+        rows = await self._run(lambda conn: conn.execute(STATUS_POINTS, [RISK_WORKER, points]).fetchall())
+        return [
+            StatusPoint(
+                row[0],
+                row[1],
+                row[2],
+                row[3],
+                utc_from_us(row[4]),
+                utc_from_us(row[5]),
+                utc_from_us(row[6]),
+                row[7],
+                row[8],
+                None if row[9] is None else orjson.loads(row[9]),
+            )
+            for row in rows
+        ]
+
+    async def recent_failures(self, limit: int) -> list[RiskRecord]:
+        """The newest dead-lettered keys, with their error."""
+        rows = await self._run(
+            lambda conn: conn.execute(
+                "SELECT dedupe_key, outcome, processed_at_us, error FROM risk_processed"
+                " WHERE outcome = ? ORDER BY processed_at_us DESC LIMIT ?",
+                [OUTCOME_DLQ, limit],
+            ).fetchall()
+        )
+        return [RiskRecord(key, outcome, utc_from_us(at), error, None) for key, outcome, at, error in rows]
 
     async def risk_records(self, keys: Sequence[str], worker: str) -> dict[str, RiskRecord]:
         """The recorded outcome of each key that has one, with ``worker``'s row."""

@@ -109,6 +109,29 @@ def migrate(conn: sqlite3.Connection) -> None:
         in_transaction(conn, apply)
 
 
+# The status page's one query: per world and stage the newest ``?2`` snapshots (a window over the
+# stage index), each joined to its outcome and the risk worker's row (``?1``) by its dedupe key.
+STATUS_POINTS = """
+WITH ranked AS (
+    SELECT world_id, stage, version, hash, actor, as_of_us, created_at_us, expires_at_us,
+           ROW_NUMBER() OVER (PARTITION BY world_id, stage ORDER BY as_of_us DESC, created_at_us DESC) AS n
+    FROM risk_snapshots
+)
+SELECT k.world_id, k.stage, k.n, k.version, k.as_of_us, k.created_at_us, k.expires_at_us, p.outcome,
+       json_extract(r.result, '$.figures.sigma'),
+       CASE WHEN k.n = 1 THEN json_object('figures', json_extract(r.result, '$.figures'),
+           'worst_stress', json_extract(r.result, '$.worst_stress'),
+           'blocking', json_extract(r.result, '$.blocking'),
+           'breaches', json_array_length(r.result, '$.breaches')) END
+FROM ranked k
+LEFT JOIN risk_processed p
+       ON p.dedupe_key = k.world_id || '|' || k.version || '|' || k.hash || '|' || k.actor || '|'
+                         || coalesce(k.stage, '')
+LEFT JOIN risk_worker_results r ON r.dedupe_key = p.dedupe_key AND r.worker = ?1
+WHERE k.n <= ?2
+ORDER BY k.world_id, k.stage, k.n
+"""
+
 SNAPSHOT_COLUMNS = (
     "world_id, version, hash, content_sha256, as_of_us, created_at_us, expires_at_us, actor, stage, payload"
 )
