@@ -21,6 +21,8 @@ CommaList = Annotated[list[str], NoDecode]
 DEFAULT_TTL_S: Final = 900
 MAX_TTL_S: Final = 86_400
 DEFAULT_STAGES: Final = frozenset({"backtest", "paper", "live"})
+MAX_CLOCK_SKEW_S: Final = 300  # an as_of further in the future than this is refused
+MAX_TEXT_CHARS: Final = 256  # ids, versions, actors, stages, part keys, correlation ids
 # Size limits
 MAX_BODY_BYTES: Final = 32 * 1024 * 1024
 INLINE_COV_THRESHOLD_BYTES: Final = 256 * 1024  # bytes of a part's canonical JSON
@@ -68,6 +70,7 @@ class Settings(BaseSettings):
     allowed_stages: CommaList = Field(default_factory=lambda: sorted(DEFAULT_STAGES))
     allowed_actors: CommaList = Field(default_factory=list)
     require_stage: bool = False
+    max_clock_skew_sec: int = MAX_CLOCK_SKEW_S
 
     # Store, cache, blobs: unset -> embedded (SQLite / in-process / files under data_dir)
     data_dir: Path = Path("riskhub-data")
@@ -140,4 +143,5 @@ class Settings(BaseSettings):
             allowed_stages=stage_allowlist(self.allowed_stages),
             allowed_actors=frozenset(self.allowed_actors),
             require_stage=self.require_stage,
+            max_clock_skew_s=self.max_clock_skew_sec,
         )

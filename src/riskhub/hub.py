@@ -6,10 +6,12 @@ Publishing is the outbox relay's job, never a side effect of the request.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 from riskhub.blobs import BlobStore, offload_large_parts, read_part, require_address
@@ -39,6 +41,7 @@ from riskhub.errors import (
 )
 from riskhub.events import snapshot_event
 from riskhub.logs import clip
+from riskhub.memory import release_freed_memory
 from riskhub.metrics import Metrics, stage_label
 from riskhub.model import InsertResult, RiskRecord, StoredSnapshot
 from riskhub.risk.results import RISK_WORKER, risk_answer, risk_summary
@@ -46,6 +49,7 @@ from riskhub.store import SnapshotStore
 
 log = logging.getLogger(__name__)
 MAX_LIST_LIMIT = 1000
+OFF_LOOP_BYTES = 256 * 1024  # bodies larger than this are validated in a thread
 T = TypeVar("T")
 
 
@@ -103,13 +107,10 @@ class Hub:
     ) -> InsertResult:
         """Store one snapshot and its event; an equal retry is a no-op (``created`` False)."""
         try:
-            snap = normalize_snapshot(
-                parse_json(raw),
-                world_id=world_id,
-                actor=actor,
-                stage=stage,
-                rules=self.limits.rules,
-            )
+            validate = partial(self._validate, raw, world_id, actor, stage)
+            # Megabytes of JSON take a second or more of Python: off the event loop (the thread
+            # yields the GIL every few ms), so every other request, /healthz too, still answers.
+            snap = await asyncio.to_thread(validate) if len(raw) > OFF_LOOP_BYTES else validate()
             await self._pin_producer_refs(snap.body)  # blob GETs and pins
             record = self._stored_snapshot(
                 snap, *await self._offload(snap, self.limits.inline_threshold_bytes)
@@ -125,6 +126,9 @@ class Hub:
         except RequestRejected as exc:  # 409 included: every rejected write is counted by reason
             self.reject_write(exc, world_id, actor=actor, stage=stage, correlation_id=correlation_id)
             raise
+        finally:
+            if len(raw) > OFF_LOOP_BYTES:  # its millions of objects are gone: give the pages back
+                await asyncio.to_thread(release_freed_memory)
         if result.created:
             self.on_commit()
             await self._offer_to_cache(result.snapshot, result.newest_in)
@@ -142,6 +146,13 @@ class Hub:
             },
         )
         return result
+
+    def _validate(self, raw: bytes, world_id: str, actor: str | None, stage: str | None) -> Snapshot:
+        """Parse and normalize a body under the contract's rules, as of the hub's clock."""
+        rules, now = self.limits.rules, self.clock()
+        return normalize_snapshot(
+            parse_json(raw), world_id=world_id, actor=actor, stage=stage, rules=rules, now=now
+        )
 
     async def _pin_producer_refs(self, body: dict[str, Any]) -> None:
         """A producer's ref must point into our blob store, to a blob that holds a valid part

@@ -25,6 +25,7 @@ from riskhub.errors import (
     Unavailable,
     VersionConflict,
 )
+from riskhub.logs import clip
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ STATUS_BY_ERROR: dict[type[RiskHubError], int] = {
     Unavailable: 503,
 }
 RETRY_AFTER_S = "1"
+MAX_MESSAGE_CHARS = 400
 
 
 def status_of(exc: RiskHubError) -> int:
@@ -55,7 +57,8 @@ def error_response(
     status: int, code: str, message: str, field: str | None = None, headers: Mapping[str, str] | None = None
 ) -> Response:
     """A JSON error response in the hub's one shape."""
-    body = {"error": {"code": code, "message": message, "field": field}}
+    # A message may quote what the client sent: never echo megabytes back.
+    body = {"error": {"code": code, "message": clip(message, MAX_MESSAGE_CHARS), "field": field}}
     headers = dict(headers or {})
     if status == 503:
         headers["Retry-After"] = RETRY_AFTER_S

@@ -13,6 +13,7 @@ import uuid
 
 from fastapi import Request
 from starlette.datastructures import Headers
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from riskhub.api.errors import error_response
@@ -21,6 +22,7 @@ from riskhub.metrics import Metrics
 
 CORRELATION_HEADER = "x-correlation-id"
 MAX_CORRELATION_ID_CHARS = 256
+MAX_HEADER_BYTES = 16 * 1024
 access_log = logging.getLogger("riskhub.access")
 
 
@@ -56,15 +58,10 @@ class ObservedRequests:
             await send(message)
 
         try:
-            if len(request_id) > MAX_CORRELATION_ID_CHARS:
-                response = error_response(
-                    400,
-                    "malformed_request",
-                    f"X-Correlation-Id: at most {MAX_CORRELATION_ID_CHARS} characters",
-                    "X-Correlation-Id",
-                )
-                echoed.clear()  # not echoed: it is what was refused
-                await response(scope, receive, send_and_record)
+            refusal = _refusal(scope, request_id)
+            if refusal is not None:
+                echoed.clear()  # not echoed: it is (or came with) what was refused
+                await refusal(scope, receive, send_and_record)
             else:
                 await self.app(scope, receive, send_and_record)
         finally:
@@ -85,3 +82,14 @@ class ObservedRequests:
                 "request_id": clip(request_id),
             },
         )
+
+
+def _refusal(scope: Scope, request_id: str) -> Response | None:
+    """A 431 for a header block over ``MAX_HEADER_BYTES``, a 400 for an over-long correlation id."""
+    if sum(len(name) + len(value) for name, value in scope["headers"]) > MAX_HEADER_BYTES:
+        message = f"headers: the header block is over {MAX_HEADER_BYTES} bytes"
+        return error_response(431, "headers_too_large", message, "headers")
+    if len(request_id) > MAX_CORRELATION_ID_CHARS:
+        message = f"X-Correlation-Id: at most {MAX_CORRELATION_ID_CHARS} characters"
+        return error_response(400, "malformed_request", message, "X-Correlation-Id")
+    return None

@@ -25,6 +25,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypedDict, Unpack
 from urllib.parse import quote
@@ -219,6 +220,7 @@ class AsyncRiskHubClient:
             actor=actor or self.actor,
             stage=stage or self.stage,
             rules=self.rules,
+            now=datetime.now(UTC),  # the producer's clock: a snapshot from the future is refused here already
         )
         body, offloaded = await self._offload_large_parts(snap.body)
         # The hub re-normalizes what it receives; normalization is idempotent, so it hashes these

@@ -10,12 +10,12 @@ import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import blake3
 
-from riskhub.config import DEFAULT_STAGES, DEFAULT_TTL_S, MAX_TTL_S
+from riskhub.config import DEFAULT_STAGES, DEFAULT_TTL_S, MAX_CLOCK_SKEW_S, MAX_TEXT_CHARS, MAX_TTL_S
 from riskhub.contract.canonical import NonFiniteNumber, canonical_json, loads_exact
 from riskhub.contract.numbers import (
     check_covariance,
@@ -24,6 +24,7 @@ from riskhub.contract.numbers import (
     describe,
     normalize_realized_returns,
 )
+from riskhub.contract.shape import MAX_DEPTH, check_shape
 from riskhub.errors import ContractError, Forbidden, MalformedRequest
 
 HASH_ALGORITHMS = ("sha256", "blake3")
@@ -46,6 +47,7 @@ class ContractRules:
     allowed_stages: frozenset[str] = DEFAULT_STAGES
     allowed_actors: frozenset[str] = frozenset()  # empty: any actor
     require_stage: bool = False
+    max_clock_skew_s: int = MAX_CLOCK_SKEW_S  # how far in the future an as_of may be
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,14 +93,19 @@ def risk_snapshot_dedupe_key(payload: Mapping[str, Any]) -> str:
 
 
 def parse_json(raw: bytes) -> Any:
-    """Parse a body as ``json.loads`` would (big integers stay integers), else 400. A NaN or
-    Infinity literal anywhere is a 422 naming where it is: no peer could verify its hash."""
+    """Parse a body as ``json.loads`` would (big integers stay integers), else 400; also 400 for
+    nesting deeper than 64 or a key twice in an object (``shape``). A NaN or Infinity literal
+    anywhere is a 422 naming where it is: no peer could verify its hash."""
     try:
-        return loads_exact(raw, finite=True)
+        doc = loads_exact(raw, finite=True)
     except NonFiniteNumber as exc:
         raise ContractError(str(exc), field=exc.path) from None
-    except (ValueError, RecursionError) as exc:
-        raise MalformedRequest(f"body: not valid JSON ({exc})", field="body") from None
+    except RecursionError:  # deeper than the parsers go: far deeper than allowed
+        raise MalformedRequest(f"body: JSON nested deeper than {MAX_DEPTH} levels", field="body") from None
+    except ValueError as exc:
+        raise MalformedRequest(f"body: not valid JSON ({str(exc)[:200]})", field="body") from None
+    check_shape(raw, doc)
+    return doc
 
 
 _PART_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
@@ -185,6 +192,12 @@ def check_world_id(world_id: str) -> str:
     return world_id
 
 
+def shown(value: object, limit: int = 80) -> str:
+    """A value from a request as an error message quotes it: its repr, cut to ``limit``."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
 def normalize_stage(stage: str | None) -> str | None:
     """A stage as the hub keeps it: lower case; absent or empty is None."""
     return stage.lower() if stage else None
@@ -214,10 +227,13 @@ def normalize_snapshot(
     actor: str | None = None,
     stage: str | None = None,
     rules: ContractRules = ContractRules(),
+    now: datetime | None = None,
 ) -> Snapshot:
     """Validate a parsed body against every contract rule and return the normalized snapshot.
 
-    ``actor`` / ``stage`` are the ``X-Actor`` / ``X-Stage`` headers, if given.
+    ``actor`` / ``stage`` are the ``X-Actor`` / ``X-Stage`` headers, if given; with ``now``, an
+    ``as_of`` more than ``rules.max_clock_skew_s`` ahead of it is refused (a snapshot from the
+    future would stay "latest" until an even later one came).
     """
     if not isinstance(doc, dict):
         raise ContractError("body: must be a JSON object", field="body")
@@ -226,6 +242,12 @@ def normalize_snapshot(
     body = {k: v for k, v in doc.items() if v is not None and k != "hash" and k not in SERVER_FIELDS}
     _check_body_world(body, world_id)
     as_of = _check_as_of(body)
+    if now is not None and as_of > now + timedelta(seconds=rules.max_clock_skew_s):
+        raise ContractError(
+            f"as_of: {body['as_of'][:64]!r} is more than {rules.max_clock_skew_s} s in the future",
+            field="as_of",
+            reason="as_of_in_future",
+        )
     version = _check_version(body)
     check_weights(body)
     ttl_s = _check_ttl(body, rules)
@@ -271,7 +293,7 @@ def parse_timestamp(value: str, field_name: str) -> datetime:
 def _check_body_world(body: dict[str, Any], world_id: str) -> None:
     if "world_id" in body and body["world_id"] != world_id:
         raise MalformedRequest(
-            f"world_id: body says {body['world_id']!r} but the path says {world_id!r}",
+            f"world_id: body says {shown(body['world_id'])} but the path says {shown(world_id)}",
             field="world_id",
             reason="world_mismatch",
         )
@@ -293,8 +315,8 @@ def _check_version(body: dict[str, Any]) -> str:
         raise ContractError("version: required", field="version")
     if not isinstance(value, str) or not value:
         raise ContractError("version: must be a non-empty string", field="version")
-    if len(value) > 256:
-        raise ContractError("version: must be at most 256 characters", field="version")
+    if len(value) > MAX_TEXT_CHARS:
+        raise ContractError(f"version: must be at most {MAX_TEXT_CHARS} characters", field="version")
     return check_stored_text(value, "version")
 
 
@@ -370,11 +392,14 @@ def _agree(name: str, header: str, from_header: str | None, from_body: Any) -> s
     where = f"provenance.{name}"
     if from_body is not None and (not isinstance(from_body, str) or not from_body):
         raise ContractError(f"{where}: must be a non-empty string", field=where)
+    for value in (from_header, from_body):
+        if isinstance(value, str) and len(value) > MAX_TEXT_CHARS:
+            raise ContractError(f"{where}: must be at most {MAX_TEXT_CHARS} characters", field=where)
     if from_body is not None:
         check_stored_text(from_body, where)
     if from_header is not None and from_body is not None and from_header != from_body:
         raise MalformedRequest(
-            f"{where}: {header} header says {from_header!r} but the body says {from_body!r}",
+            f"{where}: {header} header says {shown(from_header)} but the body says {shown(from_body)}",
             field=where,
             reason=f"{name}_mismatch",
         )

@@ -14,6 +14,7 @@ from functools import lru_cache
 from itertools import chain
 from typing import Any
 
+from riskhub.config import MAX_TEXT_CHARS
 from riskhub.errors import ContractError
 
 MAX_SERIES_POINTS = 200_000
@@ -21,6 +22,7 @@ MAX_TOTAL_POINTS = 1_000_000
 WEIGHT_SUM_TOLERANCE = 1e-3
 COVARIANCE_SEPARATOR = ","
 SHOCKS = "shocks"  # a stress scenario's per-id returns
+SHAPE_CACHE_MAX_KEYS = 5_000  # a keyed covariance of ~70 ids; larger ones are split each time
 
 _NUMBER_TYPES = frozenset({int, float})
 _FLOAT_MAX = sys.float_info.max
@@ -76,6 +78,7 @@ def check_weights(body: dict[str, Any]) -> None:
         raise ContractError("weights: must be a non-empty object of id -> number", field="weights")
     if not (all(weights) and _are_finite_floats(list(weights.values()))):
         _name_bad_weight(weights)
+    check_ids(weights, "weights")
     try:
         total = math.fsum(weights.values())
     except OverflowError:  # finite weights whose sum is beyond float range
@@ -86,6 +89,13 @@ def check_weights(body: dict[str, Any]) -> None:
         raise ContractError(
             f"weights: must sum to 1 within {WEIGHT_SUM_TOLERANCE}, got {total!r}", field="weights"
         )
+
+
+def check_ids(mapping: dict[str, Any], where: str, limit: int = MAX_TEXT_CHARS) -> None:
+    """Every key of ``mapping`` (an id, a scenario name) at most ``limit`` characters."""
+    if mapping and max(map(len, mapping)) > limit:
+        key = next(k for k in mapping if len(k) > limit)
+        raise ContractError(f"{where}: ids must be at most {limit} characters ({key[:40]!r}...)", field=where)
 
 
 def _name_bad_weight(weights: dict[str, Any]) -> None:
@@ -126,11 +136,23 @@ def _check_keyed_covariance(cov: dict[str, Any], weights: dict[str, Any]) -> Non
             )
 
 
-@lru_cache(maxsize=256)
 def _keyed_covariance_shape(keys: frozenset[str], ids: frozenset[str]) -> tuple[tuple[str, str], ...] | None:
     """None if a key is not two ids of ``ids``; else the keys given both ways, as
-    ("low,high", "high,low") pairs. Cached: producers send the same universe again and again,
-    and splitting every key was the largest single cost of a write (measured)."""
+    ("low,high", "high,low") pairs. Producers send the same universe again and again, and
+    splitting every key was the largest single cost of a write (measured): small key sets are
+    cached. A cached entry holds its key set, so large ones are not, and few are kept: a burst
+    of huge covariances (even refused ones) must not pin their memory for good."""
+    if len(keys) > SHAPE_CACHE_MAX_KEYS:
+        return _covariance_shape(keys, ids)
+    return _cached_covariance_shape(keys, ids)
+
+
+@lru_cache(maxsize=16)
+def _cached_covariance_shape(keys: frozenset[str], ids: frozenset[str]) -> tuple[tuple[str, str], ...] | None:
+    return _covariance_shape(keys, ids)
+
+
+def _covariance_shape(keys: frozenset[str], ids: frozenset[str]) -> tuple[tuple[str, str], ...] | None:
     pairs = [key.split(COVARIANCE_SEPARATOR) for key in keys]
     if {*map(len, pairs)} != {2} or not set(chain.from_iterable(pairs)) <= ids:
         return None
@@ -197,6 +219,7 @@ def normalize_realized_returns(body: dict[str, Any]) -> None:
             "realized_returns: must be a series or a non-empty object of id -> series",
             field="realized_returns",
         )
+    check_ids(returns, "realized_returns")
     if _are_float_series(list(returns.values())):
         body["realized_returns"] = dict(returns)
         return
@@ -244,6 +267,7 @@ def check_stress(body: dict[str, Any]) -> None:
         return
     if not isinstance(stress, dict):
         raise ContractError("stress: must be an object of scenario -> metrics", field="stress")
+    check_ids(stress, "stress")
     for scenario, metrics in stress.items():
         where = f"stress.{scenario}"
         if not isinstance(metrics, dict):
