@@ -388,7 +388,7 @@ def test_alerts_fire_and_every_dashboard_query_answers_on_a_real_prometheus(
         "RISKHUB_CONSUMER_HEARTBEAT_INTERVAL_MS": "300",
         "RISKHUB_RETRY_BACKOFF_SEC": "0.01",
         "RISKHUB_LIMITS_FILE": str(limits),
-        "RISKHUB_WORKERS": "riskhub.risk.workers:DEFAULT_WORKERS,doomed_workers:DOOMED",
+        "RISKHUB_WORKERS": "riskhub.risk.workers:DEFAULT_WORKERS,doomed_worker:DOOMED",
         "RISKHUB_INLINE_COV_THRESHOLD": "64",  # the hub offloads the sample's parts to S3
         "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]),
     }
