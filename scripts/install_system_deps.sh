@@ -12,6 +12,9 @@ have_wrk() { command -v wrk >/dev/null 2>&1; }
 have_curl() { command -v curl >/dev/null 2>&1; }
 have_chromium() { command -v chromium >/dev/null 2>&1; }  # the status page's browser test
 have_chromedriver() { command -v chromedriver >/dev/null 2>&1; }
+# prometheus + promtool: the alert rules' unit tests and a real server that fires them. The tests
+# start their own on a free port; on a systemd host the package also enables a service on :9090.
+have_prometheus() { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; }
 have_util_linux() { command -v taskset >/dev/null 2>&1 && { command -v runuser >/dev/null 2>&1 || [ -x /usr/sbin/runuser ]; }; }
 
 missing=()
@@ -22,9 +25,10 @@ have_util_linux || missing+=(util-linux)
 have_curl || missing+=(curl)
 have_chromium || missing+=(chromium)
 have_chromedriver || missing+=(chromium-driver)
+have_prometheus || missing+=(prometheus)
 
 if [ "${#missing[@]}" -eq 0 ]; then
-    echo "system deps: all present (postgresql, redis-server, wrk, util-linux, curl, chromium, chromium-driver)"
+    echo "system deps: all present (postgresql, redis-server, wrk, util-linux, curl, chromium, chromium-driver, prometheus)"
     exit 0
 fi
 

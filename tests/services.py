@@ -1,4 +1,4 @@
-"""Throwaway real services (Postgres, Redis, Kafka/Tansu, S3/moto) on free loopback ports.
+"""Throwaway real services (Postgres, Redis, Kafka/Tansu, S3/moto, Prometheus) on free loopback ports.
 
 Every ``start_*`` function blocks until the service accepts connections and returns a handle
 whose ``destroy()`` must be called by the owner (a fixture or a benchmark script); nothing is
@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import importlib
 import importlib.resources
+import json
 import os
 import pwd
 import shutil
@@ -310,6 +311,53 @@ def start_s3(tmpdir: Path | str) -> S3Service:
     workdir, port = _service_dir(tmpdir, "s3"), free_port()
     argv = [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)]
     svc = S3Service(name="s3", port=port, workdir=workdir, argv=argv)
+    _start_or_cleanup(svc)
+    return svc
+
+
+@dataclass
+class PrometheusService(ServerProcess):
+    """A Prometheus server with its own TSDB directory, scraping the targets it was started with."""
+
+    @property
+    def url(self) -> str:
+        """Base URL of the web UI and the HTTP API (``/api/v1/...``)."""
+        return f"http://{self.host}:{self.port}"
+
+
+def prometheus_ready(port: int) -> bool:
+    """Return True once Prometheus answers ``/-/ready`` (TSDB open, rules loaded)."""
+    try:
+        with urllib.request.urlopen(f"http://{HOST}:{port}/-/ready", timeout=1) as response:
+            return bool(response.status == 200)
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def start_prometheus(
+    tmpdir: Path | str,
+    jobs: Mapping[str, Iterable[str]],
+    rule_files: Iterable[Path] = (),
+    interval: str = "1s",
+) -> PrometheusService:
+    """Start Prometheus on a free loopback port scraping ``jobs`` (job name -> host:port targets)
+    and evaluating ``rule_files``, both every ``interval``."""
+    exe = shutil.which("prometheus")
+    if exe is None:
+        raise ServiceError("prometheus not found; run scripts/install_system_deps.sh")
+    workdir, port = _service_dir(tmpdir, "prometheus"), free_port()
+    config = {  # JSON is YAML: no YAML writer needed
+        "global": {"scrape_interval": interval, "scrape_timeout": interval, "evaluation_interval": interval},
+        "rule_files": [str(Path(path).resolve()) for path in rule_files],
+        "scrape_configs": [
+            {"job_name": job, "static_configs": [{"targets": list(targets)}]} for job, targets in jobs.items()
+        ],
+    }
+    config_path = workdir / "prometheus.yml"
+    config_path.write_text(json.dumps(config, indent=2))
+    argv = [exe, f"--config.file={config_path}", f"--storage.tsdb.path={workdir / 'data'}"]
+    argv += [f"--web.listen-address={HOST}:{port}", "--log.level=warn"]
+    svc = PrometheusService(name="prometheus", port=port, workdir=workdir, argv=argv, ready=prometheus_ready)
     _start_or_cleanup(svc)
     return svc
 
