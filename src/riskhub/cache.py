@@ -44,6 +44,9 @@ class LatestCache(Protocol):
         scopes where the store says it is the newest, so an empty cache is never filled with an
         older snapshot."""
 
+    async def forget(self, world_id: str, scopes: Iterable[str | None]) -> None:
+        """Drop a world's entries in these scopes (a retracted version may be one of them)."""
+
     async def ping(self) -> None:
         """Raise unless the cache answers."""
 
@@ -72,6 +75,11 @@ class MemoryCache:
                 written += 1
         return written
 
+    async def forget(self, world_id: str, scopes: Iterable[str | None]) -> None:
+        """Delete the entries."""
+        for scope in scopes:
+            self._entries.pop((world_id, scope), None)
+
     async def ping(self) -> None:
         """Always up."""
 
@@ -89,6 +97,9 @@ class NoCache:
     async def offer(self, snapshot: StoredSnapshot, scopes: Iterable[str | None]) -> int:
         """Nothing to keep."""
         return 0
+
+    async def forget(self, world_id: str, scopes: Iterable[str | None]) -> None:
+        """Nothing kept."""
 
     async def ping(self) -> None:
         """Always up."""
@@ -156,6 +167,13 @@ class RedisCache:
                 key = self._key(snapshot.world_id, scope)
                 written += int(await self._offer(keys=[key], args=[rank, value, ttl_ms]))
         return written
+
+    async def forget(self, world_id: str, scopes: Iterable[str | None]) -> None:
+        """DEL the world's keys in these scopes."""
+        keys = [self._key(world_id, scope) for scope in scopes]
+        with _driver_errors():
+            if keys:
+                await self._redis.delete(*keys)
 
     async def ping(self) -> None:
         """PING."""

@@ -12,11 +12,12 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from riskhub.contract.canonical import dumps_compact, merge_objects
-from riskhub.model import NewOutboxEvent
+from riskhub.model import NewOutboxEvent, StoredSnapshot
 
 SNAPSHOT_UPDATED: Final = "risk_snapshot_updated"
 SNAPSHOT_UPDATED_DLQ: Final = "risk_snapshot_updated_dlq"
 LIMIT_BREACHED: Final = "risk_limit_breached"
+SNAPSHOT_RETRACTED: Final = "risk_snapshot_retracted"
 EVENT_VERSION: Final = 1
 # uuid5 namespace for event ids: an event's id is derived from its idempotency key.
 _EVENT_NAMESPACE: Final = uuid.UUID("6f1d3c2e-4b1a-5e9f-9c47-2a8d1e0b7c55")
@@ -81,4 +82,33 @@ def breach_event(
         correlation_id=correlation_id,
         extra=b"{}",
         data=dumps_compact(data),
+    )
+
+
+def retraction_event(
+    snapshot: StoredSnapshot, reason: str, at: str, correlation_id: str | None = None
+) -> NewOutboxEvent:
+    """The ``risk_snapshot_retracted`` event of a stored version (key ``world|version|hash|retracted``)."""
+    key = f"{snapshot.world_id}|{snapshot.version}|{snapshot.hash}|retracted"
+    data = {
+        "world_id": snapshot.world_id,
+        "version": snapshot.version,
+        "stage": snapshot.stage,
+        "actor": snapshot.actor,
+        "hash": snapshot.hash,
+        "reason": reason,
+        "retracted_at": at,
+        "event_version": EVENT_VERSION,
+        "idempotency_key": key,
+    }
+    event_id = event_id_for(key)
+    extra = b"{}"
+    return NewOutboxEvent(
+        snapshot.world_id,
+        snapshot.version,
+        event_id,
+        SNAPSHOT_RETRACTED,
+        correlation_id,
+        extra,
+        dumps_compact(data),
     )

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from riskhub.blobs import BlobStore, offload_large_parts, read_part, require_address
 from riskhub.cache import LatestCache
+from riskhub.config import MAX_TEXT_CHARS
 from riskhub.contract import (
     OFFLOADABLE_PARTS,
     ContractRules,
@@ -38,8 +39,9 @@ from riskhub.errors import (
     SnapshotExpired,
     SnapshotNotFound,
     Unavailable,
+    VersionConflict,
 )
-from riskhub.events import snapshot_event
+from riskhub.events import retraction_event, snapshot_event
 from riskhub.logs import clip
 from riskhub.memory import release_freed_memory
 from riskhub.metrics import Metrics, stage_label
@@ -298,6 +300,40 @@ class Hub:
             wanted = f"version {version!r}" if version is not None else f"as_of <= {as_of}"
             raise SnapshotNotFound(f"no snapshot of world {world_id!r} with {wanted}")
         return found
+
+    async def retract(self, world_id: str, version: str, reason: str) -> StoredSnapshot:
+        """Take a version out of "latest" for good (it stays stored and listed, marked) and
+        announce it as a ``risk_snapshot_retracted`` event; 409 if it already was."""
+        _check_read_ids(world_id=world_id, version=version)
+        if not reason.strip() or len(reason) > MAX_TEXT_CHARS:
+            raise ContractError(f"reason: 1 to {MAX_TEXT_CHARS} characters, say why", field="reason")
+        snapshot = await self.lookup_snapshot(world_id, version=version, as_of=None)
+        at = self.clock()
+        event = retraction_event(snapshot, reason, iso_utc(at))
+        if not await self.store.retract(world_id, version, reason, at, event):
+            raise VersionConflict(
+                f"version: {version!r} of world {world_id!r} is already retracted", field="version"
+            )
+        self.on_commit()
+        try:  # the entries may hold it; the next read fills them from the store, which skips it
+            await self.cache.forget(world_id, (None, *self.limits.rules.allowed_stages))
+        except CacheUnavailable:  # a Redis entry lives CACHE_MAX_AGE_SEC at most
+            self.metrics.cache_requests.labels("error").inc()
+        log.warning(
+            "snapshot retracted",
+            extra={"world_id": world_id, "version": clip(version), "reason": clip(reason)},
+        )
+        return snapshot
+
+    async def retraction_marks(self, world_id: str, snapshots: list[StoredSnapshot]) -> dict[str, bytes]:
+        """Per retracted version among ``snapshots``, the server field ``retracted`` as JSON."""
+        if not snapshots:
+            return {}
+        found = await self.store.retractions(world_id, [s.version for s in snapshots])
+        return {
+            version: dumps_compact({"reason": reason, "at": iso_utc(at)})
+            for version, (reason, at) in found.items()
+        }
 
     # --- risk results ----------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
@@ -165,16 +166,17 @@ async def get_latest(world_id: str, request: Request) -> Response:
 
 @router.get("", responses=READ_ERRORS, openapi_extra=documented(ListQuery))
 async def list_snapshots(world_id: str, request: Request) -> Response:
-    """History, newest first; expired snapshots are marked ``"expired": true``."""
+    """History, newest first; expired snapshots are marked ``"expired": true``, retracted ones
+    carry ``"retracted": {"reason", "at"}``."""
     parts = authorize(request, write=False)
     q = query(request, ListQuery)
     stage = check_read_stage(parts, q.stage)
     found = await parts.hub.list_snapshots(world_id, limit=q.limit, stage=stage, actor=q.actor)
-    now = parts.hub.clock()
+    now, marks = parts.hub.clock(), await parts.hub.retraction_marks(world_id, found)
     if q.expand:
-        items = [dumps_compact(await parts.hub.expand(s)) for s in found]
+        items = [served_expanded(await parts.hub.expand(s), marks.get(s.version)) for s in found]
     else:
-        items = [served(s, now) for s in found]
+        items = [served(s, now, marks.get(s.version)) for s in found]
     body = b'{"world_id":%s,"snapshots":[%s]}' % (dumps_compact(world_id), b",".join(items))
     return Response(body, media_type=JSON)
 
@@ -185,14 +187,43 @@ async def lookup_snapshot(world_id: str, request: Request) -> Response:
     parts = authorize(request, write=False)
     q = query(request, LookupQuery)
     snapshot = await parts.hub.lookup_snapshot(world_id, version=q.version, as_of=q.as_of)
-    return await _snapshot_response(parts, snapshot, q.expand)
+    mark = (await parts.hub.retraction_marks(world_id, [snapshot])).get(snapshot.version)
+    if q.expand:
+        return Response(served_expanded(await parts.hub.expand(snapshot), mark), media_type=JSON)
+    return Response(served(snapshot, parts.hub.clock(), mark), media_type=JSON)
 
 
-def served(snapshot: StoredSnapshot, now: datetime) -> bytes:
-    """The stored payload with the server field ``expired`` added, as served to readers (patched
-    into the JSON bytes: the payload is never parsed on a read)."""
-    flag = b',"expired":true}' if snapshot.is_expired(now) else b',"expired":false}'
-    return snapshot.payload[:-1] + flag
+class Retraction(BaseModel):
+    """The body of a retraction."""
+
+    model_config = ConfigDict(extra="forbid")
+    version: str
+    reason: str
+
+
+@router.post("/retractions", status_code=201, responses=errors(400, 401, 403, 404, 409, 422, 503))
+async def retract_snapshot(world_id: str, retraction: Retraction, request: Request) -> Response:
+    """Retract a stored version (write token): it stays stored and listed, marked ``retracted``,
+    is never served as latest again, and a ``risk_snapshot_retracted`` event goes out."""
+    parts = authorize(request, write=True)
+    snapshot = await parts.hub.retract(world_id, retraction.version, retraction.reason)
+    answer = {"world_id": world_id, "version": snapshot.version, "hash": snapshot.hash, "retracted": True}
+    return Response(dumps_compact(answer), status_code=201, media_type=JSON)
+
+
+def served(snapshot: StoredSnapshot, now: datetime, retracted: bytes | None = None) -> bytes:
+    """The stored payload with the server fields ``expired`` (and ``retracted``, if it is) added,
+    as served to readers (patched into the JSON bytes: the payload is never parsed on a read)."""
+    flag = b',"expired":true' if snapshot.is_expired(now) else b',"expired":false'
+    mark = b',"retracted":%s' % retracted if retracted is not None else b""
+    return snapshot.payload[:-1] + flag + mark + b"}"
+
+
+def served_expanded(document: dict[str, Any], retracted: bytes | None) -> bytes:
+    """An expanded snapshot as served, marked when retracted."""
+    if retracted is not None:
+        document["retracted"] = orjson.loads(retracted)
+    return dumps_compact(document)
 
 
 async def _snapshot_response(parts: Components, snapshot: StoredSnapshot, expand: bool) -> Response:

@@ -298,6 +298,15 @@ class AsyncRiskHubClient:
             raise UnexpectedAnswer(f"GET {path}: the answer is not a risk result ({status_line(response)})")
         return document
 
+    async def retract(self, world_id: str, version: str, reason: str) -> dict[str, Any]:
+        """Retract a stored version (a read-write token): never served as latest again."""
+        path = _snapshots_path(world_id) + "/retractions"
+        body = dumps_compact({"version": version, "reason": reason})
+        request = self._http.build_request(
+            "POST", path, content=body, headers={"content-type": "application/json"}
+        )
+        return json_object(await self._send_with_retries(request))
+
     # --- one request, retried ----------------------------------------------------------------
 
     async def _send_with_retries(self, request: httpx.Request) -> httpx.Response:

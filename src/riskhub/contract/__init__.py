@@ -30,7 +30,9 @@ from riskhub.errors import ContractError, Forbidden, MalformedRequest
 HASH_ALGORITHMS = ("sha256", "blake3")
 OFFLOADABLE_PARTS = ("covariance", "realized_returns", "stress")
 # Set by the hub, never hashed, ignored when a producer sends them.
-SERVER_FIELDS = frozenset({"created_at", "expired", "hub_offloaded", "event_version", "idempotency_key"})
+SERVER_FIELDS = frozenset(
+    {"created_at", "expired", "retracted", "hub_offloaded", "event_version", "idempotency_key"}
+)
 
 _WORLD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 _HASH = re.compile("(" + "|".join(HASH_ALGORITHMS) + "):([0-9a-f]{64})")

@@ -88,6 +88,15 @@ class SnapshotStore(Protocol):
     async def worker_results(self, dedupe_key: str) -> list[model.WorkerResult]:
         """The rows the workers produced for a key."""
 
+    async def retract(
+        self, world_id: str, version: str, reason: str, at: datetime, event: model.NewOutboxEvent
+    ) -> bool:
+        """Mark a stored version retracted and enqueue its event, in one transaction; False (and
+        nothing written) if it already was. It stays stored and listed, never served as latest."""
+
+    async def retractions(self, world_id: str, versions: Sequence[str]) -> dict[str, tuple[str, datetime]]:
+        """Of these versions of a world, the retracted ones: reason and when."""
+
     async def status_points(self, points: int) -> list[model.StatusPoint]:
         """Per world and stage, its ``points`` newest snapshots, newest first, with their outcome
         and sigma (the newest with its whole risk row): one query for the status page."""

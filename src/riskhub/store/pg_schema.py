@@ -133,7 +133,26 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "ALTER TABLE risk_outbox ADD COLUMN data bytea",
         ],
     ),
+    (
+        # Retracted versions stay stored and listed, never served as latest.
+        5,
+        [
+            """CREATE TABLE risk_retractions (
+                world_id text NOT NULL,
+                version text NOT NULL,
+                reason text NOT NULL,
+                retracted_at timestamptz NOT NULL,
+                PRIMARY KEY (world_id, version)
+            )""",
+        ],
+    ),
 ]
+
+# Appended to a query on risk_snapshots: leave out retracted versions.
+NOT_RETRACTED = (
+    " AND NOT EXISTS (SELECT 1 FROM risk_retractions x"
+    " WHERE x.world_id = risk_snapshots.world_id AND x.version = risk_snapshots.version)"
+)
 
 
 # Keys not yet processed get their outcome, and only those get their worker rows; returns them.
@@ -158,11 +177,14 @@ SELECT dedupe_key FROM recorded
 
 # The status page's one query: per world and stage the newest $2 snapshots, each joined to its
 # outcome and the risk worker's ($1) row by its dedupe key; sigma read from the row's JSON.
-STATUS_POINTS = """
+STATUS_POINTS = (
+    """
 WITH ranked AS (
     SELECT world_id, stage, version, hash, actor, as_of, created_at, expires_at,
            row_number() OVER (PARTITION BY world_id, stage ORDER BY as_of DESC, created_at DESC) AS n
-    FROM risk_snapshots
+    FROM risk_snapshots WHERE TRUE"""
+    + NOT_RETRACTED
+    + """
 )
 SELECT k.world_id, k.stage, k.n::int, k.version, k.as_of, k.created_at, k.expires_at, p.outcome,
        (r.result::jsonb #>> '{figures,sigma}')::float8,
@@ -177,3 +199,4 @@ LEFT JOIN risk_worker_results r ON r.dedupe_key = p.dedupe_key AND r.worker = $1
 WHERE k.n <= $2
 ORDER BY k.world_id, k.stage, k.n
 """
+)

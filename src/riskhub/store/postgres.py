@@ -42,7 +42,7 @@ from riskhub.model import (
 )
 from riskhub.risk.results import RISK_WORKER
 from riskhub.store.pg_outbox import NOTIFY_CHANNEL, WRITE_LOCK, OutboxPass, claim, insert_events
-from riskhub.store.pg_schema import MIGRATIONS, RECORD_OUTCOMES, STATUS_POINTS
+from riskhub.store.pg_schema import MIGRATIONS, NOT_RETRACTED, RECORD_OUTCOMES, STATUS_POINTS
 
 T = TypeVar("T")
 MIGRATION_LOCK = 7300
@@ -231,7 +231,7 @@ class PostgresStore:
         """Greatest as_of, ties by created_at."""
         where, params = _filters(stage, actor, 2)
         sql = (
-            f"SELECT {_SNAPSHOT_COLUMNS} FROM risk_snapshots WHERE world_id = $1 {where}"
+            f"SELECT {_SNAPSHOT_COLUMNS} FROM risk_snapshots WHERE world_id = $1 {where}{NOT_RETRACTED}"
             f" {_NEWEST_FIRST} LIMIT 1"
         )
         return await self._one(sql, world_id, *params)
@@ -252,7 +252,7 @@ class PostgresStore:
         """Newest snapshot with as_of at or before the given time."""
         sql = (
             f"SELECT {_SNAPSHOT_COLUMNS} FROM risk_snapshots WHERE world_id = $1 AND as_of <= $2"
-            f" {_NEWEST_FIRST} LIMIT 1"
+            f"{NOT_RETRACTED} {_NEWEST_FIRST} LIMIT 1"
         )
         return await self._one(sql, world_id, as_of)
 
@@ -342,6 +342,38 @@ class PostgresStore:
             )
         )
         return [WorkerResult(worker=row[0], result=loads_exact(row[1])) for row in rows]
+
+    async def retract(
+        self, world_id: str, version: str, reason: str, at: datetime, event: NewOutboxEvent
+    ) -> bool:
+        """The retraction row and its event in one transaction; False if already retracted."""
+
+        async def work(conn: asyncpg.Connection) -> bool:
+            inserted = await conn.fetchval(
+                "INSERT INTO risk_retractions (world_id, version, reason, retracted_at) VALUES ($1,$2,$3,$4)"
+                " ON CONFLICT (world_id, version) DO NOTHING RETURNING true",
+                world_id,
+                version,
+                reason,
+                at,
+            )
+            if inserted:
+                await insert_events(conn, [event], at)
+            return bool(inserted)
+
+        return await self._transaction(work)
+
+    async def retractions(self, world_id: str, versions: Sequence[str]) -> dict[str, tuple[str, datetime]]:
+        """Reason and time of each retracted version among ``versions``."""
+        rows = await self._call(
+            lambda conn: conn.fetch(
+                "SELECT version, reason, retracted_at FROM risk_retractions"
+                " WHERE world_id = $1 AND version = ANY($2::text[])",
+                world_id,
+                list(versions),
+            )
+        )
+        return {version: (reason, at) for version, reason, at in rows}
 
     async def status_points(self, points: int) -> list[StatusPoint]:
         """Per world and stage, its newest snapshots with outcome and sigma (one query)."""

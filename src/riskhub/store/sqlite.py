@@ -41,6 +41,7 @@ from riskhub.model import (
 from riskhub.risk.results import RISK_WORKER
 from riskhub.store.batching import Batcher
 from riskhub.store.sqlite_schema import (
+    NOT_RETRACTED,
     SNAPSHOT_COLUMNS,
     STATUS_POINTS,
     in_transaction,
@@ -157,7 +158,7 @@ class SqliteStore:
         """Greatest as_of, ties by created_at."""
         where, params = _filters(stage, actor)
         sql = (
-            f"SELECT {SNAPSHOT_COLUMNS} FROM risk_snapshots WHERE world_id = ? {where}"
+            f"SELECT {SNAPSHOT_COLUMNS} FROM risk_snapshots WHERE world_id = ? {where}{NOT_RETRACTED}"
             f" {_NEWEST_FIRST} LIMIT 1"
         )
         return await self._one(sql, [world_id, *params])
@@ -178,7 +179,7 @@ class SqliteStore:
         """Newest snapshot with as_of at or before the given time."""
         sql = (
             f"SELECT {SNAPSHOT_COLUMNS} FROM risk_snapshots WHERE world_id = ? AND as_of_us <= ?"
-            f" {_NEWEST_FIRST} LIMIT 1"
+            f"{NOT_RETRACTED} {_NEWEST_FIRST} LIMIT 1"
         )
         return await self._one(sql, [world_id, us_from_utc(as_of)])
 
@@ -267,6 +268,34 @@ class SqliteStore:
             ).fetchall()
         )
         return [WorkerResult(worker=row[0], result=loads_exact(row[1])) for row in rows]
+
+    async def retract(
+        self, world_id: str, version: str, reason: str, at: datetime, event: NewOutboxEvent
+    ) -> bool:
+        """The retraction row and its event in one transaction; False if already retracted."""
+
+        def work(conn: sqlite3.Connection) -> bool:
+            inserted = conn.execute(
+                "INSERT INTO risk_retractions (world_id, version, reason, retracted_at_us) VALUES (?,?,?,?)"
+                " ON CONFLICT (world_id, version) DO NOTHING",
+                [world_id, version, reason, us_from_utc(at)],
+            ).rowcount
+            if inserted:
+                insert_event(conn, event, us_from_utc(at))
+            return bool(inserted)
+
+        return await self._run(lambda conn: in_transaction(conn, lambda: work(conn)))
+
+    async def retractions(self, world_id: str, versions: Sequence[str]) -> dict[str, tuple[str, datetime]]:
+        """Reason and time of each retracted version among ``versions``."""
+        rows = await self._run(
+            lambda conn: conn.execute(
+                "SELECT version, reason, retracted_at_us FROM risk_retractions WHERE world_id = ?"
+                " AND version IN (SELECT value FROM json_each(?))",
+                [world_id, orjson.dumps(list(versions)).decode()],
+            ).fetchall()
+        )
+        return {version: (reason, utc_from_us(at)) for version, reason, at in rows}
 
     async def status_points(self, points: int) -> list[StatusPoint]:
         """Per world and stage, its newest snapshots with outcome and sigma (one query)."""

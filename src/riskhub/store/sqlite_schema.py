@@ -72,7 +72,26 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "ALTER TABLE risk_outbox ADD COLUMN data BLOB",
         ],
     ),
+    (
+        # Retracted versions stay stored and listed, never served as latest.
+        3,
+        [
+            """CREATE TABLE risk_retractions (
+                world_id TEXT NOT NULL,
+                version TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                retracted_at_us INTEGER NOT NULL,
+                PRIMARY KEY (world_id, version)
+            ) WITHOUT ROWID""",
+        ],
+    ),
 ]
+
+# Appended to a query on risk_snapshots: leave out retracted versions.
+NOT_RETRACTED = (
+    " AND NOT EXISTS (SELECT 1 FROM risk_retractions x"
+    " WHERE x.world_id = risk_snapshots.world_id AND x.version = risk_snapshots.version)"
+)
 
 
 def in_transaction(conn: sqlite3.Connection, work: Callable[[], T]) -> T:
@@ -111,11 +130,14 @@ def migrate(conn: sqlite3.Connection) -> None:
 
 # The status page's one query: per world and stage the newest ``?2`` snapshots (a window over the
 # stage index), each joined to its outcome and the risk worker's row (``?1``) by its dedupe key.
-STATUS_POINTS = """
+STATUS_POINTS = (
+    """
 WITH ranked AS (
     SELECT world_id, stage, version, hash, actor, as_of_us, created_at_us, expires_at_us,
            ROW_NUMBER() OVER (PARTITION BY world_id, stage ORDER BY as_of_us DESC, created_at_us DESC) AS n
-    FROM risk_snapshots
+    FROM risk_snapshots WHERE TRUE"""
+    + NOT_RETRACTED
+    + """
 )
 SELECT k.world_id, k.stage, k.n, k.version, k.as_of_us, k.created_at_us, k.expires_at_us, p.outcome,
        json_extract(r.result, '$.figures.sigma'),
@@ -131,6 +153,7 @@ LEFT JOIN risk_worker_results r ON r.dedupe_key = p.dedupe_key AND r.worker = ?1
 WHERE k.n <= ?2
 ORDER BY k.world_id, k.stage, k.n
 """
+)
 
 SNAPSHOT_COLUMNS = (
     "world_id, version, hash, content_sha256, as_of_us, created_at_us, expires_at_us, actor, stage, payload"
