@@ -21,6 +21,7 @@ from riskhub.bus.memory import MemoryBus
 from riskhub.bus.relay import OutboxRelay
 from riskhub.cache import LatestCache, MemoryCache, NoCache, RedisCache
 from riskhub.config import Settings
+from riskhub.errors import CacheUnavailable
 from riskhub.hub import Hub, HubLimits, utc_now
 from riskhub.metrics import Metrics
 from riskhub.risk.limits import LimitBook, load_limits
@@ -30,6 +31,7 @@ from riskhub.store.postgres import PostgresStore
 from riskhub.store.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
+EVICTION_PERIOD_S = 300.0
 
 
 @dataclass
@@ -59,6 +61,18 @@ class Components:
             )
         if background and self.settings.run_relay:
             self.tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
+        if background:
+            self.tasks.append(asyncio.create_task(self._evict_idle_worlds(), name="idle-worlds"))
+
+    async def _evict_idle_worlds(self) -> None:
+        """Every few minutes, forget the worlds idle for ``idle_world_sec``: their metric series
+        and cached latest entries (the store keeps everything; a read fills the cache again)."""
+        idle_s = self.settings.idle_world_sec
+        while True:
+            await asyncio.sleep(min(idle_s, EVICTION_PERIOD_S))
+            for world_id, _ in self.metrics.evict_idle(idle_s):
+                with contextlib.suppress(CacheUnavailable):
+                    await self.cache.forget(world_id, (None, *self.settings.allowed_stages))
 
     async def stop(self) -> None:
         """Cancel background tasks and close every adapter."""

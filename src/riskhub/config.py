@@ -45,6 +45,7 @@ RELAY_BATCH_SIZE: Final = 200
 STATUS_WARN_S: Final = 600
 STATUS_CRIT_S: Final = 1800
 STATUS_REFRESH_S: Final = 10
+IDLE_WORLD_S: Final = 7 * 86_400  # a world/stage silent this long leaves the process's memory
 LOG_FORMAT: Final = "text"  # or "json": one JSON object per line
 # Risk analytics
 PERIODS_PER_YEAR: Final = 252  # sigma_annual = sigma * sqrt(periods_per_year)
@@ -102,6 +103,9 @@ class Settings(BaseSettings):
     workers: CommaList = Field(default_factory=lambda: ["riskhub.risk.workers:DEFAULT_WORKERS"])
     consumer_session_timeout_ms: int = CONSUMER_SESSION_TIMEOUT_MS
     consumer_heartbeat_interval_ms: int = CONSUMER_HEARTBEAT_INTERVAL_MS
+
+    metrics_token: SecretStr | None = None  # when set, /metrics needs it as a bearer token
+    idle_world_sec: int = Field(IDLE_WORLD_S, ge=60)
 
     # Status page at /
     status_warn_sec: int = STATUS_WARN_S

@@ -6,6 +6,7 @@ takes ids of accepted snapshots (validated by the contract); reasons and routes 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections import deque
@@ -190,6 +191,8 @@ class Metrics:
             for figure, help_text in RISK_GAUGES.items()
         }
         self._risk_as_of: dict[tuple[str, str], datetime] = {}
+        self._last_active: dict[tuple[str, str], float] = {}
+        self._breach_metrics: dict[tuple[str, str], set[str]] = {}
         self.limit_breaches = Counter(
             "risk_hub_limit_breaches",
             "Limit breaches (severity breach) of computed snapshots",
@@ -206,7 +209,9 @@ class Metrics:
 
     def start_series(self, world_id: str, stage: str) -> None:
         """The six counters of a world/stage, at 0 from its first snapshot on: an alert on
-        ``increase(...)`` then sees the first failure, retry, DLQ or expiry too."""
+        ``increase(...)`` then sees the first failure, retry, DLQ or expiry too. Marks the
+        world/stage active (see ``evict_idle``)."""
+        self._last_active[(world_id, stage)] = time.monotonic()
         if (world_id, stage) in self._started:
             return
         self._started.add((world_id, stage))
@@ -234,3 +239,36 @@ class Metrics:
                     if sample.name.endswith("_total"):
                         totals[(kind, sample.labels["world_id"], sample.labels["stage"])] = sample.value
         return totals
+
+    def count_breach(self, world_id: str, stage: str, metric: str) -> None:
+        """One more limit breach of a world/stage's ``metric``."""
+        self._breach_metrics.setdefault((world_id, stage), set()).add(metric)
+        self.limit_breaches.labels(world_id, stage, metric).inc()
+
+    def evict_idle(self, idle_s: float) -> list[tuple[str, str]]:
+        """Drop every series and remembered value of the world/stages without a snapshot or an
+        event for ``idle_s`` seconds (returned): their ids would otherwise stay in memory and in
+        every scrape for good. A world that comes back starts its series at 0 again."""
+        limit = time.monotonic() - idle_s
+        idle = [key for key, seen in self._last_active.items() if seen < limit]
+        per_world = (
+            self.processed,
+            self.failed,
+            self.retry,
+            self.dlq,
+            self.dedupe,
+            self.expired,
+            self.accepted,
+        )
+        for key in idle:
+            del self._last_active[key]
+            self._started.discard(key)
+            self._risk_as_of.pop(key, None)
+            self.freshness.latest.pop(key, None)
+            for metric in (*per_world, *self.risk_figures.values()):
+                with contextlib.suppress(KeyError):
+                    metric.remove(*key)
+            for figure in self._breach_metrics.pop(key, set()):
+                with contextlib.suppress(KeyError):
+                    self.limit_breaches.remove(*key, figure)
+        return idle

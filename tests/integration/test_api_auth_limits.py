@@ -167,3 +167,15 @@ async def test_the_openapi_document_describes_what_the_routes_really_take_and_an
                         "$ref": "#/components/schemas/ErrorBody"
                     }
     assert "HTTPValidationError" not in spec["components"]["schemas"]
+
+
+async def test_metrics_need_the_metrics_token_when_one_is_set(make_hub: Callable[..., Any]) -> None:
+    async with make_hub(metrics_token="metrics-secret-0123456789abcdef0123456789") as hub:
+        assert (await hub.client.get("/metrics")).status_code == 401
+        wrong = await hub.client.get("/metrics", headers={"authorization": f"Bearer {TOKEN}"})
+        assert wrong.status_code == 401
+        ok = await hub.client.get(
+            "/metrics", headers={"authorization": "Bearer metrics-secret-0123456789abcdef0123456789"}
+        )
+        assert ok.status_code == 200 and "risk_hub_outbox_backlog" in ok.text
+        assert (await hub.client.get("/healthz")).status_code == 200

@@ -100,8 +100,11 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    """Prometheus exposition of the hub's registry."""
+    """Prometheus exposition of the hub's registry (with ``metrics_token`` set, only for it)."""
     parts: Components = request.app.state.components
+    required = parts.settings.metrics_token
+    if required is not None:
+        TokenAuth([required.get_secret_value()]).require(request.headers.get("authorization"), write=False)
     # With the store down the backlog gauges keep their last values: the rest (the 5xx counts
     # above all) is what operators need to see now.
     with contextlib.suppress(Unavailable):

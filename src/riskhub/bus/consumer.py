@@ -265,7 +265,7 @@ class SnapshotConsumer:
         self._metrics.observe_risk(*labels, as_of, row.get("figures") or {})
         for breach in row.get("breaches") or ():
             if breach.get("severity") == "breach":
-                self._metrics.limit_breaches.labels(*labels, breach.get("metric", "unknown")).inc()
+                self._metrics.count_breach(*labels, str(breach.get("metric", "unknown")))
 
     def _labels(self, data: dict[str, Any]) -> tuple[str, str]:
         provenance = data.get("provenance")
