@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from orjson import dumps
@@ -27,6 +27,8 @@ from riskhub.config import Settings
 from riskhub.errors import Unavailable
 
 __version__ = package_version("riskhub")
+ERROR_BODY = {"$ref": "#/components/schemas/ErrorBody"}
+JSON_TYPE = "application/json"
 
 
 def create_app(settings: Settings, *, components: Components | None = None) -> FastAPI:
@@ -57,7 +59,16 @@ def create_app(settings: Settings, *, components: Components | None = None) -> F
     app.mount("/static", StaticFiles(packages=[("riskhub.api", "static")]), name="static")
     app.add_api_route("/healthz", healthz, methods=["GET"])
     app.add_api_route("/readyz", readyz, methods=["GET"])
-    app.add_api_route("/metrics", metrics, methods=["GET"])
+    app.add_api_route(
+        "/metrics",
+        metrics,
+        methods=["GET"],
+        response_class=PlainTextResponse,
+        # 401 when METRICS_TOKEN is set and was not given: a JSON error, as everywhere
+        responses={
+            401: {"description": "Unauthorized", "content": {"application/json": {"schema": ERROR_BODY}}}
+        },
+    )
     if settings.bench_endpoints:
         app.include_router(bench.router)
     app.add_middleware(ObservedRequests, metrics=parts.metrics)

@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -92,7 +93,28 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)  # 405: Allow
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:  # Starlette names only the first matching route's methods
+        headers["Allow"] = ", ".join(sorted(_allowed_methods(request)))
+    return error_response(exc.status_code, code, str(exc.detail), headers=headers)
+
+
+def _allowed_methods(request: Request) -> set[str]:
+    """Every method some route takes on this path (included routers are walked: FastAPI keeps
+    them nested, so Starlette only saw the first one)."""
+    path = request.url.path
+    return {
+        method
+        for route in _flat(request.app.router.routes)
+        if getattr(route, "path_regex", None) is not None and route.path_regex.match(path)
+        for method in getattr(route, "methods", None) or ()
+    }
+
+
+def _flat(routes: list[Any]) -> Iterator[Any]:
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        yield from _flat(inner.routes) if inner is not None else (route,)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

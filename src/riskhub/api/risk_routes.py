@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from riskhub.api.routes import JSON, READ_ERRORS, authorize, check_read_stage, documented, query
+from riskhub.api.routes import (
+    JSON,
+    READ_ERRORS,
+    Text,
+    WorldId,
+    authorize,
+    check_read_stage,
+    documented,
+    query,
+)
 from riskhub.contract.canonical import dumps_compact
+from riskhub.hub import MAX_LIST_LIMIT
 
 router = APIRouter(prefix="/risk-hub/worlds/{world_id}/risk")
 
@@ -19,23 +29,23 @@ class _RiskQuery(BaseModel):
 class LatestRiskQuery(_RiskQuery):
     """Query of ``GET .../risk/latest``."""
 
-    stage: str | None = None
+    stage: Text = None
 
 
 class VersionRiskQuery(_RiskQuery):
     """Query of ``GET .../risk``."""
 
-    version: str | None = None
+    version: Text = None
 
 
 class RiskHistoryQuery(LatestRiskQuery):
     """Query of ``GET .../risk/history``."""
 
-    limit: int = 100
+    limit: int = Field(100, ge=1, le=MAX_LIST_LIMIT)
 
 
 @router.get("/latest", responses=READ_ERRORS, openapi_extra=documented(LatestRiskQuery))
-async def latest_risk(world_id: str, request: Request) -> Response:
+async def latest_risk(world_id: WorldId, request: Request) -> Response:
     """Risk results of the snapshot ``snapshots/latest`` serves: ``pending`` until computed,
     ``done`` with the figures, ``failed`` with the error once dead-lettered."""
     parts = authorize(request, write=False)
@@ -45,7 +55,7 @@ async def latest_risk(world_id: str, request: Request) -> Response:
 
 
 @router.get("", responses=READ_ERRORS, openapi_extra=documented(VersionRiskQuery))
-async def risk_of_version(world_id: str, request: Request) -> Response:
+async def risk_of_version(world_id: WorldId, request: Request) -> Response:
     """Risk results of one version (``?version=`` required)."""
     parts = authorize(request, write=False)
     q = query(request, VersionRiskQuery)
@@ -53,7 +63,7 @@ async def risk_of_version(world_id: str, request: Request) -> Response:
 
 
 @router.get("/history", responses=READ_ERRORS, openapi_extra=documented(RiskHistoryQuery))
-async def risk_history(world_id: str, request: Request) -> Response:
+async def risk_history(world_id: WorldId, request: Request) -> Response:
     """A world's risk figures over its snapshots, newest first (a chart's series)."""
     parts = authorize(request, write=False)
     q = query(request, RiskHistoryQuery)

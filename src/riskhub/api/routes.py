@@ -3,28 +3,35 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
 import orjson
 from fastapi import APIRouter, Request
+from fastapi import Path as FastApiPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from riskhub.api.observe import correlation_id
 from riskhub.api.schemas import WRITE_DOC, Receipt, errors
 from riskhub.bootstrap import Components
-from riskhub.contract import check_stage
+from riskhub.config import MAX_TEXT_CHARS
+from riskhub.contract import WORLD_ID_PATTERN, check_stage
 from riskhub.contract.canonical import dumps_compact
 from riskhub.errors import PayloadTooLarge, RequestRejected
-from riskhub.hub import iso_utc
+from riskhub.hub import MAX_LIST_LIMIT, iso_utc
 from riskhub.model import InsertResult, StoredSnapshot
 
 router = APIRouter(prefix="/risk-hub/worlds/{world_id}/snapshots")
 READ_ERRORS = errors(401, 403, 404, 422, 502, 503)
 JSON = "application/json"
 Query = TypeVar("Query", bound=BaseModel)
+
+
+# Documented and checked on every route: a world id no snapshot can have is a 422 naming it.
+WorldId = Annotated[str, FastApiPath(pattern=WORLD_ID_PATTERN, description="1-128 of A-Z a-z 0-9 . _ : @ -")]
+Text = Annotated[str | None, Field(min_length=1, max_length=MAX_TEXT_CHARS)]
 
 
 class _ReadQuery(BaseModel):
@@ -37,21 +44,21 @@ class _ReadQuery(BaseModel):
 class LatestQuery(_ReadQuery):
     """Query of ``GET .../latest``."""
 
-    stage: str | None = None
-    actor: str | None = None
+    stage: Text = None
+    actor: Text = None
 
 
 class ListQuery(LatestQuery):
     """Query of ``GET ...`` (history)."""
 
-    limit: int = 100
+    limit: int = Field(100, ge=1, le=MAX_LIST_LIMIT)
 
 
 class LookupQuery(_ReadQuery):
     """Query of ``GET .../lookup``."""
 
-    version: str | None = None
-    as_of: str | None = None
+    version: Text = None
+    as_of: Text = None
 
 
 def query(request: Request, model: type[Query]) -> Query:
@@ -107,7 +114,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     },
     openapi_extra=WRITE_DOC,
 )
-async def post_snapshot(world_id: str, request: Request) -> Response:
+async def post_snapshot(world_id: str, request: Request) -> Response:  # the contract checks it, counted
     """Store a snapshot: 201 new, 200 idempotent retry."""
     parts = components(request)
     stage = request.headers.get("x-stage")
@@ -154,7 +161,7 @@ def _receipt(result: InsertResult) -> dict[str, Any]:
 
 
 @router.get("/latest", responses=READ_ERRORS, openapi_extra=documented(LatestQuery))
-async def get_latest(world_id: str, request: Request) -> Response:
+async def get_latest(world_id: WorldId, request: Request) -> Response:
     """The newest unexpired snapshot (404 naming it when it has expired)."""
     parts = authorize(request, write=False)
     q = query(request, LatestQuery)
@@ -165,7 +172,7 @@ async def get_latest(world_id: str, request: Request) -> Response:
 
 
 @router.get("", responses=READ_ERRORS, openapi_extra=documented(ListQuery))
-async def list_snapshots(world_id: str, request: Request) -> Response:
+async def list_snapshots(world_id: WorldId, request: Request) -> Response:
     """History, newest first; expired snapshots are marked ``"expired": true``, retracted ones
     carry ``"retracted": {"reason", "at"}``."""
     parts = authorize(request, write=False)
@@ -182,7 +189,7 @@ async def list_snapshots(world_id: str, request: Request) -> Response:
 
 
 @router.get("/lookup", responses=READ_ERRORS, openapi_extra=documented(LookupQuery))
-async def lookup_snapshot(world_id: str, request: Request) -> Response:
+async def lookup_snapshot(world_id: WorldId, request: Request) -> Response:
     """One snapshot by ``version``, or the newest at or before ``as_of``."""
     parts = authorize(request, write=False)
     q = query(request, LookupQuery)
@@ -202,7 +209,7 @@ class Retraction(BaseModel):
 
 
 @router.post("/retractions", status_code=201, responses=errors(400, 401, 403, 404, 409, 422, 503))
-async def retract_snapshot(world_id: str, retraction: Retraction, request: Request) -> Response:
+async def retract_snapshot(world_id: WorldId, retraction: Retraction, request: Request) -> Response:
     """Retract a stored version (write token): it stays stored and listed, marked ``retracted``,
     is never served as latest again, and a ``risk_snapshot_retracted`` event goes out."""
     parts = authorize(request, write=True)

@@ -34,7 +34,8 @@ SERVER_FIELDS = frozenset(
     {"created_at", "expired", "retracted", "hub_offloaded", "event_version", "idempotency_key"}
 )
 
-_WORLD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
+WORLD_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+_WORLD_ID = re.compile(WORLD_ID_PATTERN[1:-1])
 _HASH = re.compile("(" + "|".join(HASH_ALGORITHMS) + "):([0-9a-f]{64})")
 # What no store can index: NUL (PostgreSQL text) and lone surrogates (not encodable as UTF-8).
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
