@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 
 CommaList = Annotated[list[str], NoDecode]
 
+# HTTP and the embedded data dir (`riskhub serve`)
+HOST: Final = "127.0.0.1"
+PORT: Final = 8000
+DATA_DIR: Final = Path("riskhub-data")
 # Contract
 DEFAULT_TTL_S: Final = 900
 MAX_TTL_S: Final = 86_400
@@ -49,8 +53,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RISKHUB_", extra="ignore")
 
     # HTTP
-    host: str = "127.0.0.1"
-    port: int = 8000
+    host: str = HOST
+    port: int = PORT
     tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     read_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = MAX_BODY_BYTES
@@ -63,7 +67,7 @@ class Settings(BaseSettings):
     require_stage: bool = False
 
     # Store, cache, blobs: unset -> embedded (SQLite / in-process / files under data_dir)
-    data_dir: Path = Path("riskhub-data")
+    data_dir: Path = DATA_DIR
     database_url: str | None = None  # sqlite:///path or postgresql://user@host:port/db
     database_schema: str | None = None  # PostgreSQL search_path (one schema per deployment/test)
     database_pool_size: int = DATABASE_POOL_SIZE

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from riskhub.cli.common import DsnOption, add_command, configure_logging, fail, settings_with
+from riskhub.cli.common import DsnOption, add_command, configure_logging, fail, new_app, settings_with
 from riskhub.config import Settings
 
 if TYPE_CHECKING:
@@ -123,7 +123,7 @@ def backfill(
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the app."""
     add_command(app, backfill)
-    dlq_app = typer.Typer(help="Inspect and replay the dead-letter topic.", no_args_is_help=True)
+    dlq_app = new_app("Inspect and replay the dead-letter topic.")
     add_command(dlq_app, dlq_list, name="list")
     add_command(dlq_app, dlq_replay, name="replay")
     app.add_typer(dlq_app, name="dlq")

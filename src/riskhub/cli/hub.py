@@ -7,7 +7,7 @@ import secrets
 import signal
 import socket
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from prometheus_client import CollectorRegistry, start_http_server
@@ -22,24 +22,23 @@ from riskhub.cli.common import (
     settings_with,
     tune_gc_for_service,
 )
-from riskhub.config import Settings
+from riskhub.config import DATA_DIR, HOST, PORT, Settings
 
 
 def serve(
-    host: Annotated[str | None, typer.Option(help="Bind address [RISKHUB_HOST]")] = None,
-    port: Annotated[int | None, typer.Option(help="Port [RISKHUB_PORT]")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="Embedded data dir [RISKHUB_DATA_DIR]")] = None,
+    host: Annotated[str, typer.Option(envvar="RISKHUB_HOST", help="Bind address")] = HOST,
+    port: Annotated[int, typer.Option(envvar="RISKHUB_PORT", help="Port")] = PORT,
+    data_dir: Annotated[
+        Path, typer.Option(envvar="RISKHUB_DATA_DIR", help="Embedded SQLite, blobs and the generated token")
+    ] = DATA_DIR,
     log_level: Annotated[str, typer.Option(help="Log level")] = "info",
 ) -> None:
-    """Run the hub (HTTP API + outbox relay + in-process consumer) on settings from env."""
+    """Run the hub (HTTP API + outbox relay + in-process consumer) with settings from RISKHUB_* env."""
     import uvicorn
 
     from riskhub.api.app import create_app
 
-    overrides: dict[str, Any] = {
-        k: v for k, v in {"host": host, "port": port, "data_dir": data_dir}.items() if v is not None
-    }
-    settings = Settings(**overrides)
+    settings = Settings(host=host, port=port, data_dir=data_dir)
     generated = None
     if not settings.tokens:
         generated = secrets.token_urlsafe(24)

@@ -11,9 +11,8 @@ import typer
 from rich.console import Console
 from typer._click import Context as ClickContext  # typer (0.29, locked) vendors its own click
 from typer._click.exceptions import UsageError
-from typer.core import TyperCommand
 
-from riskhub.cli.common import TokenOption, add_command, settings_with
+from riskhub.cli.common import PlainHelpCommand, TokenOption, add_command, settings_with
 from riskhub.config import Settings
 from riskhub.contract import ContractRules, normalize_snapshot, parse_json, stage_allowlist
 from riskhub.errors import RequestRejected, RiskHubError, Unavailable
@@ -25,7 +24,7 @@ if TYPE_CHECKING:  # the tools import these lazily, so the other commands start 
 
 
 def lint(
-    files: Annotated[list[Path], typer.Argument(help="Snapshot JSON files")],
+    files: Annotated[list[Path], typer.Argument(help="Snapshot JSON files", metavar="FILE")],
     world: Annotated[str | None, typer.Option(help="World id (default: the file's world_id)")] = None,
     actor: Annotated[str | None, typer.Option(help="Actor, as X-Actor would give it")] = None,
     stage: Annotated[str | None, typer.Option(help="Stage, as X-Stage would give it")] = None,
@@ -229,7 +228,7 @@ def monitor(
     raise typer.Exit(report.exit_code)
 
 
-class _NagiosUsageCommand(TyperCommand):
+class _NagiosUsageCommand(PlainHelpCommand):
     """A command line the monitor cannot parse is UNKNOWN (3) to Nagios, not click's 2 (CRIT)."""
 
     def parse_args(self, ctx: ClickContext, args: list[str]) -> list[str]:

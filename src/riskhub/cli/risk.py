@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from riskhub.cli.common import TokenOption, add_command, fail
+from riskhub.cli.common import TokenOption, add_command, fail, new_app
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 # The figures a risk manager reads first, in this order; every other figure follows.
@@ -105,6 +105,6 @@ def _cell(value: Any) -> str:
 
 def register(app: typer.Typer) -> None:
     """Add ``risk show`` to the app."""
-    risk_app = typer.Typer(help="A world's risk figures (the results API).", no_args_is_help=True)
+    risk_app = new_app("A world's risk figures (the results API).")
     add_command(risk_app, show)
     app.add_typer(risk_app, name="risk")
