@@ -21,6 +21,7 @@ CommaList = Annotated[list[str], NoDecode]
 HOST: Final = "127.0.0.1"
 PORT: Final = 8000
 DATA_DIR: Final = Path("riskhub-data")
+TOKEN_FILE: Final = "token"  # in the data dir: the token `serve` generates when none is set
 # Contract
 DEFAULT_TTL_S: Final = 900
 MAX_TTL_S: Final = 86_400
@@ -120,6 +121,11 @@ class Settings(BaseSettings):
         from riskhub.contract import stage_allowlist  # the contract imports this module
 
         return sorted(stage_allowlist(value))
+
+    @property
+    def token_file(self) -> Path:
+        """Where ``serve`` keeps the token it generated (used only when ``tokens`` is empty)."""
+        return self.data_dir / TOKEN_FILE
 
     @property
     def contract_rules(self) -> ContractRules:
