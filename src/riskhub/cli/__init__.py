@@ -2,7 +2,8 @@
 
 hub.py       serve, worker, relay, migrate      (the processes)
 data.py      backfill, dlq list|replay          (operations on stored data and topics)
-producer.py  publish, monitor, lint             (producer and operator tools)
+publish.py   publish                            (the producer tool)
+producer.py  monitor, lint                      (operator tools)
 risk.py      risk show                          (a world's risk figures)
 """
 
@@ -13,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from riskhub.cli import data, hub, producer, risk
+from riskhub.cli import data, hub, producer, publish, risk
 from riskhub.cli.common import new_app
 
 __all__ = ["app", "main", "run_command"]
@@ -21,6 +22,7 @@ __all__ = ["app", "main", "run_command"]
 app = new_app("riskhub: the Risk Signal Hub.")
 hub.register(app)
 data.register(app)
+publish.register(app)
 producer.register(app)
 risk.register(app)
 
