@@ -119,6 +119,22 @@ def test_contract_violations_exit_1_naming_the_field_before_any_request(
     assert lint.returncode == 1 and "weights: must sum to 1" in lint.stdout
 
 
+def test_publish_lists_every_contract_violation_of_the_file_and_sends_nothing(
+    hub: ServerProcess, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.json"
+    doc = {**json.loads(SAMPLE.read_text()), "weights": {"strategy_a": 0.9}, "ttl_sec": 0, "as_of": 1}
+    bad.write_text(json.dumps(doc))
+    with ScriptedProxy(hub.url) as proxy:
+        code, out, err = publish(proxy.url, new_world(), bad, "--actor", "gateway")
+    assert proxy.seen == [] and (code, out) == (1, "")
+    assert err.splitlines() == [
+        "error: as_of: must be an ISO-8601 string (nothing was sent)",
+        "error: weights: must sum to 1 within 0.001, got 0.9 (nothing was sent)",
+        "error: ttl_sec: must be > 0 and <= 86400, got 0 (nothing was sent)",
+    ]
+
+
 BAD_TOKENS = ("tok\r\nX-Evil: 1", "t\u00f6k-en", "two words")
 
 

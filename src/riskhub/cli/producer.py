@@ -13,7 +13,8 @@ from typer._click.exceptions import UsageError
 
 from riskhub.cli.common import PlainHelpCommand, TokenOption, add_command
 from riskhub.config import Settings
-from riskhub.contract import normalize_snapshot, parse_json
+from riskhub.contract import ContractRules, normalize_snapshot, parse_json
+from riskhub.contract.violations import contract_violations
 from riskhub.errors import RiskHubError
 
 if TYPE_CHECKING:  # the tools import these lazily, so the other commands start fast
@@ -26,29 +27,36 @@ def lint(
     actor: Annotated[str | None, typer.Option(help="Actor, as X-Actor would give it")] = None,
     stage: Annotated[str | None, typer.Option(help="Stage, as X-Stage would give it")] = None,
 ) -> None:
-    """Validate snapshot files offline with the shared contract (exit 1 on any problem)."""
+    """Validate snapshot files offline with the shared contract: every problem of a file, one
+    line each, naming the field (exit 1 on any problem)."""
     rules = Settings().contract_rules
-    problems = 0
+    failed = 0
     for path in files:
-        try:
-            doc = parse_json(path.read_bytes())
-            world_id = world or (doc.get("world_id") if isinstance(doc, dict) else None)
-            if not isinstance(world_id, str):
-                raise _LintProblem("world_id: not in the file; pass --world")
-            snap = normalize_snapshot(doc, world_id=world_id, actor=actor, stage=stage, rules=rules)
-        except OSError as exc:
-            problems += 1
-            typer.echo(f"{path}: cannot read: {exc.strerror}")
-        except (RiskHubError, _LintProblem) as exc:
-            problems += 1
-            typer.echo(f"{path}: {exc}")
-        else:
-            typer.echo(f"{path}: ok {snap.world_id}/{snap.version} {snap.hash}")
-    raise typer.Exit(1 if problems else 0)
+        valid, lines = _lint_file(path, world, actor, stage, rules)
+        failed += not valid
+        for line in lines:
+            typer.echo(f"{path}: {line}")
+    raise typer.Exit(1 if failed else 0)
 
 
-class _LintProblem(Exception):
-    pass
+def _lint_file(
+    path: Path, world: str | None, actor: str | None, stage: str | None, rules: ContractRules
+) -> tuple[bool, list[str]]:
+    """Whether the file holds a valid snapshot, and what to say: each problem, or ``ok``."""
+    try:
+        doc = parse_json(path.read_bytes())
+    except OSError as exc:
+        return False, [f"cannot read: {exc.strerror}"]
+    except RiskHubError as exc:
+        return False, [exc.message]
+    world_id = world or (doc.get("world_id") if isinstance(doc, dict) else None)
+    if not isinstance(world_id, str):
+        return False, ["world_id: not in the file; pass --world"]
+    violations = contract_violations(doc, world_id=world_id, actor=actor, stage=stage, rules=rules)
+    if violations:
+        return False, [violation.message for violation in violations]
+    snap = normalize_snapshot(doc, world_id=world_id, actor=actor, stage=stage, rules=rules)
+    return True, [f"ok {snap.world_id}/{snap.version} {snap.hash}"]
 
 
 # --- the freshness monitor ---------------------------------------------------------------------

@@ -12,6 +12,7 @@ import typer
 from riskhub.cli.common import TokenOption, add_command, settings_with
 from riskhub.config import Settings
 from riskhub.contract import ContractRules, parse_json, stage_allowlist
+from riskhub.contract.violations import contract_violations
 from riskhub.errors import RequestRejected, RiskHubError, Unavailable
 
 if TYPE_CHECKING:  # imported lazily, so the other commands start fast
@@ -128,7 +129,11 @@ async def _publish_once(client: AsyncRiskHubClient, world: str, doc: Any) -> int
     try:
         prepared = await client.prepare(world, doc)
     except RequestRejected as exc:
-        typer.echo(f"error: {exc.message} (nothing was sent)", err=True)
+        violations = contract_violations(
+            doc, world_id=world, actor=client.actor, stage=client.stage, rules=client.rules
+        )
+        for problem in violations or [exc]:  # every broken rule; prepare stops at the first
+            typer.echo(f"error: {problem.message} (nothing was sent)", err=True)
         return PUBLISH_INVALID
     except Unavailable as exc:
         typer.echo(f"error: {exc.message}", err=True)
