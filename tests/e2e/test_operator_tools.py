@@ -101,19 +101,23 @@ def test_contract_violations_exit_1_naming_the_field_before_any_request(
     bad.write_text(json.dumps({**json.loads(SAMPLE.read_text()), "weights": {"strategy_a": 0.9}}))
     not_json = tmp_path / "not.json"
     not_json.write_text("{nope")
+    array = tmp_path / "array.json"
+    array.write_text("[[1, 2]]")
     with ScriptedProxy(hub.url) as proxy:
         weights = publish(proxy.url, new_world(), bad)
         parse = publish(proxy.url, new_world(), not_json)
+        not_an_object = publish(proxy.url, new_world(), array)
         actor = publish(proxy.url, new_world(), SAMPLE, "--actor", "risk-engine")
         stage = publish(proxy.url, new_world(), SAMPLE, "--allowed-stages", "live")
         missing = publish(proxy.url, new_world(), tmp_path / "missing.json")
     assert proxy.seen == []
     assert weights[0] == 1 and "error: weights: must sum to 1 within 0.001, got 0.9" in weights[2]
     assert parse[0] == 1 and "body: not valid JSON" in parse[2]
+    assert not_an_object[0] == 1 and "body: must be a JSON object" in not_an_object[2]
     assert actor[0] == 1 and "provenance.actor: X-Actor header says 'risk-engine'" in actor[2]
     assert stage[0] == 1 and "provenance.stage: must be one of ['live']" in stage[2]
     assert missing[0] == 1 and "cannot read" in missing[2]
-    for _, out, err in (weights, parse, actor, stage, missing):
+    for _, out, err in (weights, parse, not_an_object, actor, stage, missing):
         assert out == "" and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     lint = run_riskhub("lint", "--world", "w1", str(bad))
     assert lint.returncode == 1 and "weights: must sum to 1" in lint.stdout

@@ -89,13 +89,17 @@ def _bad_usage(message: str) -> NoReturn:
     raise typer.Exit(PUBLISH_INVALID)
 
 
-def _read_snapshot_file(path: Path) -> Any:
+def _read_snapshot_file(path: Path) -> dict[str, Any]:
     try:
-        return parse_json(path.read_bytes())
+        doc = parse_json(path.read_bytes())
     except OSError as exc:
         typer.echo(f"error: {path}: cannot read: {exc.strerror}", err=True)
     except RiskHubError as exc:
         typer.echo(f"error: {path}: {exc.message} (nothing was sent)", err=True)
+    else:
+        if isinstance(doc, dict):
+            return doc
+        typer.echo(f"error: {path}: body: must be a JSON object (nothing was sent)", err=True)
     raise typer.Exit(PUBLISH_INVALID)
 
 
