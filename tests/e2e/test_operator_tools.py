@@ -4,12 +4,14 @@ offload, `risk_hub_monitor.py` Nagios exit codes from the `as_of` of real POSTs.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,7 @@ from live_hub import (
     start_hub,
     stored_versions,
 )
+from riskhub.contract import normalize_snapshot, snapshot_hash
 from scripted_proxy import ScriptedProxy
 
 from conftest import READ_TOKEN, ROOT, SAMPLE, TOKEN, ServerProcess
@@ -137,6 +140,39 @@ def test_publish_lists_every_contract_violation_of_the_file_and_sends_nothing(
         "error: weights: must sum to 1 within 0.001, got 0.9 (nothing was sent)",
         "error: ttl_sec: must be > 0 and <= 86400, got 0 (nothing was sent)",
     ]
+
+
+def test_publish_now_dates_the_snapshot_now_so_each_run_is_a_new_snapshot(hub: ServerProcess) -> None:
+    world = new_world()
+    before = datetime.now(UTC)
+    first = publish(hub.url, world, SAMPLE, "--now", "--ttl-sec", "3600")
+    second = publish(hub.url, world, SAMPLE, "--now", "--ttl-sec", "3600")
+    after = datetime.now(UTC)
+    assert (first[0], second[0]) == (0, 0), first[2] + second[2]
+    versions = [
+        re.match(rf"201 created {world}/(v1-\d{{8}}T\d{{6}}\.\d{{6}}Z) blake3:", out)
+        for _, out, _ in (first, second)
+    ]
+    assert all(versions), (first, second)
+    older, newer = (match.group(1) for match in versions if match is not None)
+    assert older < newer and stored_versions(hub, world) == [newer, older]
+    latest = read(hub, f"/risk-hub/worlds/{world}/snapshots/latest")
+    as_of = datetime.fromisoformat(latest["as_of"])
+    assert latest["version"] == newer and before <= as_of <= after and latest["ttl_sec"] == 3600
+    assert newer.removeprefix("v1-") == as_of.strftime("%Y%m%dT%H%M%S.%fZ")  # one instant, two fields
+
+
+def test_publish_ttl_sec_overrides_the_files_ttl_and_its_hash(hub: ServerProcess, tmp_path: Path) -> None:
+    world, doc = new_world(), json.loads(SAMPLE.read_text())
+    files_hash = snapshot_hash(normalize_snapshot(doc, world_id=world).body, "blake3")  # valid as is
+    hashed = tmp_path / "hashed.json"
+    hashed.write_text(json.dumps({**doc, "hash": files_hash}))
+    code, out, err = publish(hub.url, world, hashed, "--ttl-sec", "600")
+    assert code == 0 and out.startswith(f"201 created {world}/v1 blake3:"), err
+    assert files_hash not in out  # it certified ttl_sec 10: the snapshot sent has 600
+    assert lookup(hub, world, "v1")["ttl_sec"] == 600
+    code, out, err = publish(hub.url, new_world(), SAMPLE, "--ttl-sec", "0")
+    assert (code, out) == (1, "") and "ttl_sec: must be > 0 and <= 86400, got 0 (nothing was sent)" in err
 
 
 BAD_TOKENS = ("tok\r\nX-Evil: 1", "t\u00f6k-en", "two words")

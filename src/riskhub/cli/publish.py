@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 from riskhub.cli.common import TokenOption, add_command, settings_with
-from riskhub.config import Settings
+from riskhub.config import INLINE_COV_THRESHOLD_BYTES, Settings
 from riskhub.contract import ContractRules, parse_json, stage_allowlist
 from riskhub.contract.violations import contract_violations
 from riskhub.errors import RequestRejected, RiskHubError, Unavailable
@@ -31,7 +32,10 @@ def publish(
     stage: Annotated[str | None, typer.Option(help="X-Stage (default: provenance.stage)")] = None,
     inline_cov_threshold: Annotated[
         int | None,
-        typer.Option(help="With --blob-url: offload covariance/returns/stress over this many bytes [262144]"),
+        typer.Option(
+            help="With --blob-url: offload covariance/returns/stress over this many bytes"
+            f"  [default: {INLINE_COV_THRESHOLD_BYTES}]"
+        ),
     ] = None,
     blob_url: Annotated[
         str | None, typer.Option(help="The hub's blob store: file:///dir, s3://bucket/prefix, redis://...")
@@ -42,6 +46,17 @@ def publish(
     timeout_seconds: Annotated[float, typer.Option(help="Per-request timeout")] = 10.0,
     max_attempts: Annotated[int, typer.Option(help="Requests at most (retries on 429/5xx/no answer)")] = 5,
     retry_budget_seconds: Annotated[float, typer.Option(help="No retry starts after this")] = 30.0,
+    now: Annotated[
+        bool,
+        typer.Option(
+            "--now",
+            help="Date the snapshot now: as_of the current time, and the file's version suffixed"
+            " with that time, so every run is a new snapshot",
+        ),
+    ] = False,
+    ttl_sec: Annotated[
+        int | None, typer.Option("--ttl-sec", help="Seconds it lives (instead of the file's ttl_sec)")
+    ] = None,
 ) -> None:
     """Validate a snapshot file with the shared contract, offload large parts, POST with retries.
 
@@ -52,7 +67,7 @@ def publish(
 
     if not token:
         _bad_usage("no token: pass --token or set HUB_TOKEN")
-    doc = _read_snapshot_file(snapshot)
+    doc = restamped(_read_snapshot_file(snapshot), at=datetime.now(UTC) if now else None, ttl_s=ttl_sec)
     settings = settings_with(blob_url=blob_url, s3_endpoint_url=s3_endpoint_url)
     if blob_url is None and inline_cov_threshold is not None:
         typer.echo(
@@ -81,6 +96,23 @@ def publish(
             return await _publish_once(client, world, doc)
 
     raise typer.Exit(asyncio.run(run()))
+
+
+def restamped(doc: dict[str, Any], *, at: datetime | None, ttl_s: int | None) -> dict[str, Any]:
+    """The snapshot dated ``at`` (``as_of``, and a version made unique by the same instant) and
+    living ``ttl_s``, where given. A ``hash`` in the file certified it as it was: it is dropped,
+    and the client hashes what it sends."""
+    if at is None and ttl_s is None:
+        return doc
+    changed = {key: value for key, value in doc.items() if key != "hash"}
+    if at is not None:
+        stamp = at.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        version = doc.get("version")
+        changed["as_of"] = at.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        changed["version"] = f"{version}-{stamp}" if isinstance(version, str) and version else stamp
+    if ttl_s is not None:
+        changed["ttl_sec"] = ttl_s
+    return changed
 
 
 def _bad_usage(message: str) -> NoReturn:
