@@ -359,7 +359,9 @@ def test_configuration_errors_and_unreachable_services_are_one_line_exit_2(tmp_p
     env["RISKHUB_DATA_DIR"] = str(tmp_path / "data")
     unreachable = f"127.0.0.1:{free_port()}"
     kafka_down = {**env, "RISKHUB_CONTROLBUS_BROKERS": unreachable, "RISKHUB_DLQ_TOPIC": "policy.dlq"}
+    (tmp_path / "store.sqlite3").touch()  # an empty file is an empty SQLite database
     sqlite = f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    missing = tmp_path / "missing.sqlite3"
     runs = {
         "worker without brokers": run_riskhub("worker", "--metrics-port", "0", env=env),
         "worker, broker down": run_riskhub("worker", "--metrics-port", "0", env=kafka_down),
@@ -369,6 +371,11 @@ def test_configuration_errors_and_unreachable_services_are_one_line_exit_2(tmp_p
         ),
         "backfill, bad redis url": run_riskhub(
             "backfill", "--dsn", sqlite, "--redis", "notaurl", "--world", "w1", env=env
+        ),
+        "backfill, no such sqlite file": run_script(
+            "backfill_risk_snapshots.py",
+            *("--dsn", f"sqlite:///{missing}", "--redis", f"redis://{unreachable}", "--world", "w1"),
+            env=env,
         ),
     }
     for name, result in runs.items():
@@ -381,6 +388,10 @@ def test_configuration_errors_and_unreachable_services_are_one_line_exit_2(tmp_p
     assert unreachable in runs["dlq list, broker down"].stderr
     assert "unsupported scheme in 'bogus'" in runs["backfill, bad dsn"].stderr
     assert "Redis URL" in runs["backfill, bad redis url"].stderr
+    assert runs["backfill, no such sqlite file"].stderr == (
+        f"error: no SQLite database at {missing}: backfill reads an existing store (check --dsn)\n"
+    )
+    assert not missing.exists()  # refused, not created empty
 
 
 def test_monitor_bad_arguments_exit_3_with_the_usage(hub: ServerProcess) -> None:
