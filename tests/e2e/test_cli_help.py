@@ -38,6 +38,7 @@ def test_help_names_values_in_words_and_flags_take_none(words: tuple[str, ...]) 
     assert result.exit_code == 0, result.output
     assert PYTHON_TYPE.search(result.output) is None, result.output
     assert "╭" not in result.output  # plain text, no panels
+    assert re.search(r"\[env (?!var:)", result.output) is None  # once, by click: [env var: X]
     assert re.search(r"^  --help\s+Show this message", result.output, re.MULTILINE), result.output
 
 

@@ -176,7 +176,9 @@ def _stop_on_signals() -> asyncio.Event:
     return stop
 
 
-def migrate(dsn: DsnOption = None, schema: Annotated[str | None, typer.Option()] = None) -> None:
+def migrate(
+    dsn: DsnOption = None, schema: Annotated[str | None, typer.Option(help="PostgreSQL schema")] = None
+) -> None:
     """Apply pending schema migrations (the hub also applies them at start)."""
     from riskhub.bootstrap import build_store
 

@@ -12,8 +12,9 @@ from rich.table import Table
 from rich.text import Text
 
 from riskhub.cli.common import TokenOption, add_command, fail, new_app
+from riskhub.config import HOST, PORT
 
-DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+DEFAULT_BASE_URL = f"http://{HOST}:{PORT}"  # `riskhub serve` with its defaults
 # The figures a risk manager reads first, in this order; every other figure follows.
 _FIRST = ("sigma", "sigma_annual", "var_95", "var_99", "es_975", "max_drawdown", "worst_stress_loss")
 
@@ -24,7 +25,7 @@ def show(
     version: Annotated[
         str | None, typer.Option("--version", help="This version instead of the latest")
     ] = None,
-    base_url: Annotated[str, typer.Option("--base-url", envvar="WS_URL", help="Hub URL [env WS_URL]")] = (
+    base_url: Annotated[str, typer.Option("--base-url", envvar="WS_URL", help="Hub URL")] = (
         DEFAULT_BASE_URL
     ),
     token: TokenOption = None,
