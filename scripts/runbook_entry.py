@@ -21,10 +21,10 @@ def run_riskhub(command: str, *, script: str, cannot_start_exit: int) -> None:
     """``riskhub <command> <this script's arguments>``, named ``script`` in usage messages."""
     sys.path.insert(0, str(ROOT / "src"))  # a checkout that was never installed
     try:
-        from riskhub.cli import app
+        from riskhub.cli import run_command
     except ModuleNotFoundError as exc:
         rerun_in_venv_or_exit(script, cannot_start_exit, exc)
-    app([command, *sys.argv[1:]], prog_name=script)
+    run_command(command, sys.argv[1:], prog_name=script)
 
 
 def rerun_in_venv_or_exit(script: str, code: int, missing: ModuleNotFoundError) -> NoReturn:

@@ -92,10 +92,8 @@ class Components:
 def build_store(settings: Settings) -> SnapshotStore:
     """SQLite under data_dir unless ``database_url`` names PostgreSQL."""
     url = settings.database_url
-    if url is None:
-        return SqliteStore(settings.data_dir / "riskhub.sqlite3", synchronous=settings.sqlite_synchronous)
-    if url.startswith("sqlite:///"):
-        return SqliteStore(_path_of(url), synchronous=settings.sqlite_synchronous)
+    if url is None or _is_sqlite(url):
+        return SqliteStore(_sqlite_file(url, settings.data_dir), synchronous=settings.sqlite_synchronous)
     if _is_postgres(url):
         return PostgresStore(
             url, schema=settings.database_schema, max_connections=settings.database_pool_size
@@ -133,6 +131,24 @@ def build_blobs(settings: Settings) -> BlobStore:
     if url.startswith(("redis://", "rediss://")):
         return RedisBlobStore(url, prefix=settings.blob_redis_prefix, ttl_s=settings.blob_redis_ttl_sec)
     raise ValueError(f"blob_url: unsupported scheme in {url.split(':', 1)[0]!r}")
+
+
+def sqlite_path(settings: Settings) -> Path | None:
+    """The SQLite file the store lives in (under data_dir unless ``database_url`` names one),
+    or None when the store is not SQLite."""
+    url = settings.database_url
+    return _sqlite_file(url, settings.data_dir) if _is_sqlite(url) else None
+
+
+def _is_sqlite(database_url: str | None) -> bool:
+    return database_url is None or database_url.startswith("sqlite:///")
+
+
+def _sqlite_file(database_url: str | None, data_dir: Path) -> Path:
+    if database_url is None:
+        return data_dir / "riskhub.sqlite3"
+    # sqlite:///abs/path, or SQLAlchemy's sqlite:////abs/path: the same file, named once
+    return Path("/" + database_url.removeprefix("sqlite:///").lstrip("/"))
 
 
 def _path_of(url: str) -> Path:

@@ -17,6 +17,11 @@ if TYPE_CHECKING:
 
 CommaList = Annotated[list[str], NoDecode]
 
+# HTTP and the embedded data dir (`riskhub serve`)
+HOST: Final = "127.0.0.1"
+PORT: Final = 8000
+DATA_DIR: Final = Path("riskhub-data")
+TOKEN_FILE: Final = "token"  # in the data dir: the token `serve` generates when none is set
 # Contract
 DEFAULT_TTL_S: Final = 900
 MAX_TTL_S: Final = 86_400
@@ -59,8 +64,8 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = LOG_FORMAT
 
     # HTTP
-    host: str = "127.0.0.1"
-    port: int = 8000
+    host: str = HOST
+    port: int = PORT
     tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     read_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = MAX_BODY_BYTES
@@ -74,7 +79,7 @@ class Settings(BaseSettings):
     max_clock_skew_sec: int = MAX_CLOCK_SKEW_S
 
     # Store, cache, blobs: unset -> embedded (SQLite / in-process / files under data_dir)
-    data_dir: Path = Path("riskhub-data")
+    data_dir: Path = DATA_DIR
     database_url: str | None = None  # sqlite:///path or postgresql://user@host:port/db
     database_schema: str | None = None  # PostgreSQL search_path (one schema per deployment/test)
     database_pool_size: int = DATABASE_POOL_SIZE
@@ -135,6 +140,11 @@ class Settings(BaseSettings):
         from riskhub.contract import stage_allowlist  # the contract imports this module
 
         return sorted(stage_allowlist(value))
+
+    @property
+    def token_file(self) -> Path:
+        """Where ``serve`` keeps the token it generated (used only when ``tokens`` is empty)."""
+        return self.data_dir / TOKEN_FILE
 
     @property
     def contract_rules(self) -> ContractRules:

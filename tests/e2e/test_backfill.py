@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -48,10 +49,10 @@ async def test_backfill_repopulates_the_cache_from_the_store(
 
     result = run_backfill(production, "--world", "w1", "--world", "w2", "--world", "nobody")
     assert result.returncode == 0, result.stderr
-    assert (
-        "backfilled 3 worlds: 4 cache entries, 0 events re-emitted, 1 without snapshots (nobody)"
-        in result.stdout
-    )
+    assert result.stdout.splitlines() == [
+        "backfilled 3 worlds: 4 cache entries, 0 events re-emitted, 1 skipped",
+        "skipped nobody: no snapshot",
+    ]
     cached = await client.get(f"{production.namespace}:latest:w1")
     assert cached is not None and b'["w1","b",' in cached.split(b"\n", 1)[0]
     assert await client.exists(f"{production.namespace}:latest:w1:paper")
@@ -63,16 +64,18 @@ async def test_backfill_repopulates_the_cache_from_the_store(
 
 
 @pytest.mark.parametrize("backend", [{"backend": "production"}])
-async def test_backfill_counts_only_the_entries_it_wrote_and_fails_on_an_unreachable_cache(
+async def test_backfill_skips_an_expired_latest_says_so_and_fails_on_an_unreachable_cache(
     make_hub: Callable[..., Any], production: Production
 ) -> None:
     async with make_hub(**production.settings()) as hub:
         assert (await hub.post("w1", sample_snapshot(version="short", ttl_sec=1))).status_code == 201
     await asyncio.sleep(1.2)  # expired: nothing to write, the cache keeps no expired snapshot
 
-    live = run_backfill(production, "--world", "w1")
+    live = run_backfill(production, "--world", "w1", "--re-emit")
     assert live.returncode == 0, live.stderr
-    assert "backfilled 1 worlds: 0 cache entries," in live.stdout
+    [summary, skipped] = live.stdout.splitlines()
+    assert summary == "backfilled 1 worlds: 0 cache entries, 0 events re-emitted, 1 skipped"
+    assert re.fullmatch(r"skipped w1: its latest snapshot \(short\) expired at 20\d\d-.*Z", skipped)
 
     down = run_backfill(production, "--world", "w1", redis=f"redis://127.0.0.1:{free_port()}")
     assert (down.returncode, down.stdout.strip()) == (2, "")

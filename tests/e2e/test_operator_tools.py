@@ -4,12 +4,14 @@ offload, `risk_hub_monitor.py` Nagios exit codes from the `as_of` of real POSTs.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,7 @@ from live_hub import (
     start_hub,
     stored_versions,
 )
+from riskhub.contract import normalize_snapshot, snapshot_hash
 from scripted_proxy import ScriptedProxy
 
 from conftest import READ_TOKEN, ROOT, SAMPLE, TOKEN, ServerProcess
@@ -101,22 +104,75 @@ def test_contract_violations_exit_1_naming_the_field_before_any_request(
     bad.write_text(json.dumps({**json.loads(SAMPLE.read_text()), "weights": {"strategy_a": 0.9}}))
     not_json = tmp_path / "not.json"
     not_json.write_text("{nope")
+    array = tmp_path / "array.json"
+    array.write_text("[[1, 2]]")
     with ScriptedProxy(hub.url) as proxy:
         weights = publish(proxy.url, new_world(), bad)
         parse = publish(proxy.url, new_world(), not_json)
+        not_an_object = publish(proxy.url, new_world(), array)
         actor = publish(proxy.url, new_world(), SAMPLE, "--actor", "risk-engine")
         stage = publish(proxy.url, new_world(), SAMPLE, "--allowed-stages", "live")
         missing = publish(proxy.url, new_world(), tmp_path / "missing.json")
     assert proxy.seen == []
     assert weights[0] == 1 and "error: weights: must sum to 1 within 0.001, got 0.9" in weights[2]
     assert parse[0] == 1 and "body: not valid JSON" in parse[2]
+    assert not_an_object[0] == 1 and "body: must be a JSON object" in not_an_object[2]
     assert actor[0] == 1 and "provenance.actor: X-Actor header says 'risk-engine'" in actor[2]
     assert stage[0] == 1 and "provenance.stage: must be one of ['live']" in stage[2]
     assert missing[0] == 1 and "cannot read" in missing[2]
-    for _, out, err in (weights, parse, actor, stage, missing):
+    for _, out, err in (weights, parse, not_an_object, actor, stage, missing):
         assert out == "" and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     lint = run_riskhub("lint", "--world", "w1", str(bad))
     assert lint.returncode == 1 and "weights: must sum to 1" in lint.stdout
+
+
+def test_publish_lists_every_contract_violation_of_the_file_and_sends_nothing(
+    hub: ServerProcess, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.json"
+    doc = {**json.loads(SAMPLE.read_text()), "weights": {"strategy_a": 0.9}, "ttl_sec": 0, "as_of": 1}
+    bad.write_text(json.dumps(doc))
+    with ScriptedProxy(hub.url) as proxy:
+        code, out, err = publish(proxy.url, new_world(), bad, "--actor", "gateway")
+    assert proxy.seen == [] and (code, out) == (1, "")
+    assert err.splitlines() == [
+        "error: as_of: must be an ISO-8601 string (nothing was sent)",
+        "error: weights: must sum to 1 within 0.001, got 0.9 (nothing was sent)",
+        "error: ttl_sec: must be > 0 and <= 86400, got 0 (nothing was sent)",
+    ]
+
+
+def test_publish_now_dates_the_snapshot_now_so_each_run_is_a_new_snapshot(hub: ServerProcess) -> None:
+    world = new_world()
+    before = datetime.now(UTC)
+    first = publish(hub.url, world, SAMPLE, "--now", "--ttl-sec", "3600")
+    second = publish(hub.url, world, SAMPLE, "--now", "--ttl-sec", "3600")
+    after = datetime.now(UTC)
+    assert (first[0], second[0]) == (0, 0), first[2] + second[2]
+    versions = [
+        re.match(rf"201 created {world}/(v1-\d{{8}}T\d{{6}}\.\d{{6}}Z) blake3:", out)
+        for _, out, _ in (first, second)
+    ]
+    assert all(versions), (first, second)
+    older, newer = (match.group(1) for match in versions if match is not None)
+    assert older < newer and stored_versions(hub, world) == [newer, older]
+    latest = read(hub, f"/risk-hub/worlds/{world}/snapshots/latest")
+    as_of = datetime.fromisoformat(latest["as_of"])
+    assert latest["version"] == newer and before <= as_of <= after and latest["ttl_sec"] == 3600
+    assert newer.removeprefix("v1-") == as_of.strftime("%Y%m%dT%H%M%S.%fZ")  # one instant, two fields
+
+
+def test_publish_ttl_sec_overrides_the_files_ttl_and_its_hash(hub: ServerProcess, tmp_path: Path) -> None:
+    world, doc = new_world(), json.loads(SAMPLE.read_text())
+    files_hash = snapshot_hash(normalize_snapshot(doc, world_id=world).body, "blake3")  # valid as is
+    hashed = tmp_path / "hashed.json"
+    hashed.write_text(json.dumps({**doc, "hash": files_hash}))
+    code, out, err = publish(hub.url, world, hashed, "--ttl-sec", "600")
+    assert code == 0 and out.startswith(f"201 created {world}/v1 blake3:"), err
+    assert files_hash not in out  # it certified ttl_sec 10: the snapshot sent has 600
+    assert lookup(hub, world, "v1")["ttl_sec"] == 600
+    code, out, err = publish(hub.url, new_world(), SAMPLE, "--ttl-sec", "0")
+    assert (code, out) == (1, "") and "ttl_sec: must be > 0 and <= 86400, got 0 (nothing was sent)" in err
 
 
 BAD_TOKENS = ("tok\r\nX-Evil: 1", "t\u00f6k-en", "two words")
@@ -303,7 +359,9 @@ def test_configuration_errors_and_unreachable_services_are_one_line_exit_2(tmp_p
     env["RISKHUB_DATA_DIR"] = str(tmp_path / "data")
     unreachable = f"127.0.0.1:{free_port()}"
     kafka_down = {**env, "RISKHUB_CONTROLBUS_BROKERS": unreachable, "RISKHUB_DLQ_TOPIC": "policy.dlq"}
+    (tmp_path / "store.sqlite3").touch()  # an empty file is an empty SQLite database
     sqlite = f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    missing = tmp_path / "missing.sqlite3"
     runs = {
         "worker without brokers": run_riskhub("worker", "--metrics-port", "0", env=env),
         "worker, broker down": run_riskhub("worker", "--metrics-port", "0", env=kafka_down),
@@ -313,6 +371,11 @@ def test_configuration_errors_and_unreachable_services_are_one_line_exit_2(tmp_p
         ),
         "backfill, bad redis url": run_riskhub(
             "backfill", "--dsn", sqlite, "--redis", "notaurl", "--world", "w1", env=env
+        ),
+        "backfill, no such sqlite file": run_script(
+            "backfill_risk_snapshots.py",
+            *("--dsn", f"sqlite:///{missing}", "--redis", f"redis://{unreachable}", "--world", "w1"),
+            env=env,
         ),
     }
     for name, result in runs.items():
@@ -325,6 +388,10 @@ def test_configuration_errors_and_unreachable_services_are_one_line_exit_2(tmp_p
     assert unreachable in runs["dlq list, broker down"].stderr
     assert "unsupported scheme in 'bogus'" in runs["backfill, bad dsn"].stderr
     assert "Redis URL" in runs["backfill, bad redis url"].stderr
+    assert runs["backfill, no such sqlite file"].stderr == (
+        f"error: no SQLite database at {missing}: backfill reads an existing store (check --dsn)\n"
+    )
+    assert not missing.exists()  # refused, not created empty
 
 
 def test_monitor_bad_arguments_exit_3_with_the_usage(hub: ServerProcess) -> None:

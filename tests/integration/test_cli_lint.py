@@ -37,6 +37,20 @@ def test_lint_reports_each_bad_file_with_the_field_and_exits_1(tmp_path: Path) -
     assert ": ok " in lines[2]
 
 
+def test_lint_lists_every_problem_of_a_file_one_line_each(tmp_path: Path) -> None:
+    doc = json.loads(SAMPLES[0].read_text())
+    doc.update(as_of="yesterday", ttl_sec=0, weights={"a": "0.5"}, constraints=[], hash="md5:1")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc))
+    result = CliRunner().invoke(app, ["lint", "--world", "w1", str(bad), str(SAMPLES[0])])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    fields = [line.removeprefix(f"{bad}: ").split(":", 1)[0] for line in lines[:-1]]
+    assert fields == ["as_of", "weights.a", "ttl_sec", "constraints", "hash"], result.output
+    assert lines[1] == f"{bad}: weights.a: must be a finite number, got a string"
+    assert ": ok " in lines[-1]
+
+
 def test_lint_without_world_uses_the_file_or_says_what_is_missing(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["lint", str(SAMPLES[0])])
     assert result.exit_code == 1

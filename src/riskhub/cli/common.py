@@ -5,10 +5,12 @@ from __future__ import annotations
 import functools
 import gc
 from collections.abc import Callable
-from typing import Annotated, Any, NoReturn, ParamSpec
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, ParamSpec, get_args, get_origin
 
 import typer
-from typer.core import TyperCommand
+from typer._click import Context, HelpFormatter, Parameter
+from typer.core import TyperArgument, TyperCommand, TyperOption
 
 from riskhub import logs
 from riskhub.config import Settings
@@ -24,7 +26,7 @@ SERVICE_GC_THRESHOLDS = (50_000, 20, 10)
 
 TokenOption = Annotated[
     str | None,
-    typer.Option("--token", envvar="HUB_TOKEN", help="Bearer token [env HUB_TOKEN]", show_default=False),
+    typer.Option("--token", envvar="HUB_TOKEN", help="Bearer token", show_default=False),
 ]
 DsnOption = Annotated[
     str | None, typer.Option("--dsn", help="Database URL [RISKHUB_DATABASE_URL]", show_default=False)
@@ -67,14 +69,64 @@ def reporting_failures(command: Callable[P, None]) -> Callable[P, None]:
     return run
 
 
+def new_app(help_text: str) -> typer.Typer:
+    """A command group with plain help: click's reflowed text, no panels, no markup."""
+    return typer.Typer(
+        help=help_text,
+        no_args_is_help=True,
+        add_completion=False,
+        rich_markup_mode=None,
+        pretty_exceptions_show_locals=False,  # no locals in tracebacks: they could hold tokens
+    )
+
+
+# What a value is called in help, by its Python type: never the type's own name.
+_METAVARS: dict[object, str] = {str: "TEXT", int: "INTEGER", float: "NUMBER", Path: "PATH"}
+
+
+class PlainHelpCommand(TyperCommand):
+    """A command whose help names a value the way click always did (``--port INTEGER``), not
+    as a Python type (``--port <int>``, ``--world <list[str]>``); flags show no value."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if param.metavar is None and not (isinstance(param, TyperOption) and param.is_flag):
+                param.metavar = _plain_metavar(param)
+
+    def format_options(self, ctx: Context, formatter: HelpFormatter) -> None:
+        """The Arguments and Options sections; an argument is its metavar (``FILE...``) too."""
+        arguments, options = [], []
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if isinstance(param, TyperArgument):
+                dots = "..." if param.nargs != 1 else ""
+                arguments.append((f"{param.metavar}{dots}", record[1]))
+            else:
+                options.append(record)
+        for title, records in (("Arguments", arguments), ("Options", options)):
+            if records:
+                with formatter.section(title):
+                    formatter.write_dl(records)
+
+
+def _plain_metavar(param: Parameter) -> str:
+    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    if get_origin(annotation) is list:  # a repeatable option or a variadic argument: one value
+        [annotation] = get_args(annotation)
+    return _METAVARS.get(annotation, "VALUE")
+
+
 def add_command(
     app: typer.Typer,
     command: Callable[..., None],
     *,
     name: str | None = None,
-    cls: type[TyperCommand] | None = None,
+    cls: type[PlainHelpCommand] = PlainHelpCommand,
 ) -> None:
-    """Register ``command`` on ``app`` behind the error boundary."""
+    """Register ``command`` on ``app`` behind the error boundary, with plain help."""
     app.command(name, cls=cls)(reporting_failures(command))
 
 

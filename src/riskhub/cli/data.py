@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from riskhub.cli.common import DsnOption, add_command, configure_logging, fail, settings_with
+from riskhub.cli.common import DsnOption, add_command, configure_logging, fail, new_app, settings_with
 from riskhub.config import Settings
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ def backfill(
     """Repopulate the latest cache from the store, with a progress bar and a summary."""
     from rich.progress import Progress
 
-    from riskhub.bootstrap import build_cache, build_store
+    from riskhub.bootstrap import build_cache, build_store, sqlite_path
     from riskhub.ops.backfill import backfill_latest
 
     settings = settings_with(database_url=dsn, redis_url=redis, database_schema=schema)
@@ -92,13 +92,17 @@ def backfill(
         fail("--redis (or RISKHUB_REDIS_URL) is required: the embedded cache lives inside the hub")
     if not world and not all_worlds:
         fail("name worlds with --world, or pass --all")
+    database = sqlite_path(settings)
+    if database is not None and not database.is_file():  # opening it would create an empty store
+        fail(f"no SQLite database at {database}: backfill reads an existing store (check --dsn)")
 
     async def run() -> None:
         store, cache = build_store(settings), build_cache(settings)
         await store.open()
         try:
             worlds = await store.world_ids() if all_worlds else list(world or [])
-            with Progress(transient=True) as progress:
+            # A bar for a person at a terminal; in a log (cron, CI) it would only leave a blank line.
+            with Progress(transient=True, disable=not Console().is_terminal) as progress:
                 task = progress.add_task("backfilling", total=len(worlds))
                 report = await backfill_latest(
                     store,
@@ -113,9 +117,10 @@ def backfill(
             await store.close()
         typer.echo(
             f"backfilled {report.worlds} worlds: {report.cached} cache entries,"
-            f" {report.re_emitted} events re-emitted, {len(report.missing)} without snapshots"
-            + (f" ({', '.join(report.missing)})" if report.missing else "")
+            f" {report.re_emitted} events re-emitted, {len(report.skipped)} skipped"
         )
+        for skipped, why in report.skipped.items():
+            typer.echo(f"skipped {skipped}: {why}")
 
     asyncio.run(run())
 
@@ -123,7 +128,7 @@ def backfill(
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the app."""
     add_command(app, backfill)
-    dlq_app = typer.Typer(help="Inspect and replay the dead-letter topic.", no_args_is_help=True)
+    dlq_app = new_app("Inspect and replay the dead-letter topic.")
     add_command(dlq_app, dlq_list, name="list")
     add_command(dlq_app, dlq_replay, name="replay")
     app.add_typer(dlq_app, name="dlq")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
+import shlex
 import signal
 import socket
 from pathlib import Path
-from typing import Annotated, Any
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from prometheus_client import CollectorRegistry, start_http_server
@@ -22,31 +23,34 @@ from riskhub.cli.common import (
     settings_with,
     tune_gc_for_service,
 )
-from riskhub.config import Settings
+from riskhub.cli.token_file import KeptToken, kept_token
+from riskhub.config import DATA_DIR, HOST, PORT, Settings
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
 def serve(
-    host: Annotated[str | None, typer.Option(help="Bind address [RISKHUB_HOST]")] = None,
-    port: Annotated[int | None, typer.Option(help="Port [RISKHUB_PORT]")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="Embedded data dir [RISKHUB_DATA_DIR]")] = None,
+    host: Annotated[str, typer.Option(envvar="RISKHUB_HOST", help="Bind address")] = HOST,
+    port: Annotated[int, typer.Option(envvar="RISKHUB_PORT", help="Port")] = PORT,
+    data_dir: Annotated[
+        Path, typer.Option(envvar="RISKHUB_DATA_DIR", help="Embedded SQLite, blobs and the generated token")
+    ] = DATA_DIR,
     log_level: Annotated[str, typer.Option(help="Log level")] = "info",
 ) -> None:
-    """Run the hub (HTTP API + outbox relay + in-process consumer) on settings from env."""
+    """Run the hub (HTTP API + outbox relay + in-process consumer) with settings from RISKHUB_* env."""
     import uvicorn
 
     from riskhub.api.app import create_app
 
-    overrides: dict[str, Any] = {
-        k: v for k, v in {"host": host, "port": port, "data_dir": data_dir}.items() if v is not None
-    }
-    settings = Settings(**overrides)
-    generated = None
-    if not settings.tokens:
-        generated = secrets.token_urlsafe(24)
-        settings = settings.model_copy(update={"tokens": [SecretStr(generated)]})
+    settings = Settings(host=host, port=port, data_dir=data_dir)
     configure_logging(log_level, settings.log_format)
     _check_port_free(settings.host, settings.port)
-    _print_banner(settings, generated)
+    kept = None
+    if not settings.tokens:
+        kept = kept_token(settings.token_file.absolute())
+        settings = settings.model_copy(update={"tokens": [SecretStr(kept.value)]})
+    _print_banner(settings, kept)
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
@@ -57,7 +61,7 @@ def serve(
         server_header=False,
     )
     tune_gc_for_service()
-    uvicorn.Server(config).run()
+    _run_until_stopped(uvicorn.Server(config))
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -71,17 +75,43 @@ def _check_port_free(host: str, port: int) -> None:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 
 
-def _print_banner(settings: Settings, generated: str | None) -> None:
+def _print_banner(settings: Settings, kept: KeptToken | None) -> None:
     url = f"http://{settings.host}:{settings.port}"
     embedded = settings.database_url is None
     where = f"embedded, data in {settings.data_dir.absolute()}" if embedded else "production backends"
     typer.echo(f"riskhub serving on {url} ({where})")
-    # The token is printed once; the hint names $HUB_TOKEN in double quotes so a pasted line expands it.
+    # The hint names $HUB_TOKEN in double quotes so a pasted line expands it.
     curl = f'curl -H "Authorization: Bearer $HUB_TOKEN" {url}/risk-hub/worlds/w1/snapshots/latest'
-    if generated is not None:
-        typer.echo(f"generated read-write token (shown once; set RISKHUB_TOKENS to choose): {generated}")
-        curl = f"export HUB_TOKEN=<the token above>; {curl}"
+    if kept is not None:
+        _print_kept_token(kept)
+        curl = f"export HUB_TOKEN=$(cat {shlex.quote(str(kept.path))}); {curl}"
     typer.echo(f"try: {curl}")
+
+
+def _print_kept_token(kept: KeptToken) -> None:
+    """The token itself once, when generated; afterwards only where it is."""
+    choose = "set RISKHUB_TOKENS to choose"
+    if kept.generated:
+        typer.echo(f"generated read-write token (shown once, kept in {kept.path}; {choose}): {kept.value}")
+        return
+    typer.echo(f"read-write token: the one kept in {kept.path} ({choose})")
+    if kept.readable_by_others():
+        typer.echo(f"warning: {kept.path} is readable by other users: chmod 600 it", err=True)
+
+
+def _run_until_stopped(server: uvicorn.Server) -> None:
+    """Serve until Ctrl-C or SIGTERM, then return: a stop that was asked for exits 0.
+
+    Once shut down, uvicorn raises the signal again into the handlers it found at its start,
+    so that the process dies of it: `uv run` then exits 130 (143) and `make run` adds
+    "make: *** [run] Error 130". The handlers it finds here let the repeat pass."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _stop_already_handled)
+    server.run()
+
+
+def _stop_already_handled(signum: int, frame: FrameType | None) -> None:
+    """uvicorn's re-raise after a graceful shutdown: nothing is left to do."""
 
 
 MetricsPort = Annotated[int, typer.Option(help="Prometheus /metrics port (0: off)")]
@@ -147,7 +177,9 @@ def _stop_on_signals() -> asyncio.Event:
     return stop
 
 
-def migrate(dsn: DsnOption = None, schema: Annotated[str | None, typer.Option()] = None) -> None:
+def migrate(
+    dsn: DsnOption = None, schema: Annotated[str | None, typer.Option(help="PostgreSQL schema")] = None
+) -> None:
     """Apply pending schema migrations (the hub also applies them at start)."""
     from riskhub.bootstrap import build_store
 

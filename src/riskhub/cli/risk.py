@@ -11,9 +11,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from riskhub.cli.common import TokenOption, add_command, fail
+from riskhub.cli.common import TokenOption, add_command, fail, new_app
+from riskhub.config import HOST, PORT
 
-DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+DEFAULT_BASE_URL = f"http://{HOST}:{PORT}"  # `riskhub serve` with its defaults
 # The figures a risk manager reads first, in this order; every other figure follows.
 _FIRST = ("sigma", "sigma_annual", "var_95", "var_99", "es_975", "max_drawdown", "worst_stress_loss")
 
@@ -24,7 +25,7 @@ def show(
     version: Annotated[
         str | None, typer.Option("--version", help="This version instead of the latest")
     ] = None,
-    base_url: Annotated[str, typer.Option("--base-url", envvar="WS_URL", help="Hub URL [env WS_URL]")] = (
+    base_url: Annotated[str, typer.Option("--base-url", envvar="WS_URL", help="Hub URL")] = (
         DEFAULT_BASE_URL
     ),
     token: TokenOption = None,
@@ -105,6 +106,6 @@ def _cell(value: Any) -> str:
 
 def register(app: typer.Typer) -> None:
     """Add ``risk show`` to the app."""
-    risk_app = typer.Typer(help="A world's risk figures (the results API).", no_args_is_help=True)
+    risk_app = new_app("A world's risk figures (the results API).")
     add_command(risk_app, show)
     app.add_typer(risk_app, name="risk")

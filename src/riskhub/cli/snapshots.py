@@ -7,16 +7,15 @@ from typing import Annotated
 
 import typer
 
-from riskhub.cli.common import TokenOption, add_command, fail
-
-DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+from riskhub.cli.common import TokenOption, add_command, fail, new_app
+from riskhub.cli.risk import DEFAULT_BASE_URL
 
 
 def retract(
     world: Annotated[str, typer.Option("--world", help="World id")],
     version: Annotated[str, typer.Option("--version", help="The version to retract")],
     reason: Annotated[str, typer.Option("--reason", help="Why (stored, and sent with the event)")],
-    base_url: Annotated[str, typer.Option("--base-url", envvar="WS_URL", help="Hub URL [env WS_URL]")] = (
+    base_url: Annotated[str, typer.Option("--base-url", envvar="WS_URL", help="Hub URL")] = (
         DEFAULT_BASE_URL
     ),
     token: TokenOption = None,
@@ -40,6 +39,6 @@ async def _retract(base_url: str, token: str, world: str, version: str, reason: 
 
 def register(app: typer.Typer) -> None:
     """Add ``snapshots retract`` to the app."""
-    snapshots_app = typer.Typer(help="Operate on stored snapshots.", no_args_is_help=True)
+    snapshots_app = new_app("Operate on stored snapshots.")
     add_command(snapshots_app, retract)
     app.add_typer(snapshots_app, name="snapshots")
