@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Final, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 if TYPE_CHECKING:
@@ -41,6 +41,8 @@ CONSUMER_HEARTBEAT_INTERVAL_MS: Final = 1_000
 RELAY_BATCH_SIZE: Final = 200
 # Risk analytics
 PERIODS_PER_YEAR: Final = 252  # sigma_annual = sigma * sqrt(periods_per_year)
+# Deployment checklist and access control (`riskhub doctor`, `riskhub topics create`, token files)
+TOKENS_RELOAD_S: Final = 1.0  # how often `serve` looks for a changed tokens file
 
 
 class Settings(BaseSettings):
@@ -97,13 +99,29 @@ class Settings(BaseSettings):
     periods_per_year: int = Field(PERIODS_PER_YEAR, ge=1)
     limits_file: Path | None = None  # TOML [[limit]] rows (docs/runbook.md, "Reading the risk figures")
 
+    # Access control: token files re-read while serving; client networks (empty: any)
+    tokens_file: Path | None = None  # read-write tokens, one per line, `#` comments
+    read_tokens_file: Path | None = None  # read-only tokens, same format
+    tokens_reload_sec: float = Field(TOKENS_RELOAD_S, gt=0)
+    allowed_networks: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default_factory=list)
+    trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default_factory=list)
+
     # Background tasks of `riskhub serve`
     run_relay: bool = True
     run_consumer: bool = True
     relay_batch_size: int = RELAY_BATCH_SIZE
     bench_endpoints: bool = False  # /bench/parse and /bench/constant, baselines for `make bench`
 
-    @field_validator("tokens", "read_tokens", "allowed_stages", "allowed_actors", "workers", mode="before")
+    @field_validator(
+        "tokens",
+        "read_tokens",
+        "allowed_stages",
+        "allowed_actors",
+        "workers",
+        "allowed_networks",
+        "trusted_proxies",
+        mode="before",
+    )
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

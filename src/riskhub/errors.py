@@ -5,6 +5,7 @@
      |    +-- MalformedRequest            400  unparseable JSON, missing actor, path/header/body disagree
      |    +-- Unauthorized                401  no token or an unknown token
      |    +-- Forbidden                   403  read-only token on a write, actor not allowed
+     |    |    +-- NetworkForbidden       403  the client's address is outside allowed_networks
      |    +-- SnapshotNotFound            404  no snapshot matches
      |    |    +-- SnapshotExpired        404  the newest snapshot has expired (names version and time)
      |    +-- VersionConflict             409  (world_id, version) exists with another hash
@@ -59,6 +60,10 @@ class Unauthorized(RequestRejected):
 
 class Forbidden(RequestRejected):
     code = "forbidden"
+
+
+class NetworkForbidden(Forbidden):
+    code = "network_forbidden"
 
 
 class SnapshotNotFound(RequestRejected):

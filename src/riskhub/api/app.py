@@ -14,26 +14,27 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from riskhub.api import bench, risk_routes, routes
-from riskhub.api.auth import TokenAuth
+from riskhub.api.auth import TokenAuth, reloading_tokens
 from riskhub.api.errors import install_error_handlers
+from riskhub.api.network import NetworkAllowlist
 from riskhub.bootstrap import Components, build_components
 from riskhub.config import Settings
 from riskhub.errors import Unavailable
+from riskhub.tokens import TokenSource
 
 
 def create_app(settings: Settings, *, components: Components | None = None) -> FastAPI:
     """Build the app; the lifespan starts the components (store, relay, consumer)."""
     parts = components or build_components(settings)
-    auth = TokenAuth(
-        [t.get_secret_value() for t in settings.tokens],
-        [t.get_secret_value() for t in settings.read_tokens],
-    )
+    tokens = TokenSource.from_settings(settings)
+    auth = TokenAuth(tokens.load())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await parts.start()
         try:
-            yield
+            async with reloading_tokens(auth, tokens, settings.tokens_reload_sec):
+                yield
         finally:
             await parts.stop()
 
@@ -48,6 +49,10 @@ def create_app(settings: Settings, *, components: Components | None = None) -> F
     app.add_api_route("/metrics", metrics, methods=["GET"])
     if settings.bench_endpoints:
         app.include_router(bench.router)
+    if settings.allowed_networks:  # inside HttpMetrics, so its 403s are counted too
+        app.add_middleware(
+            NetworkAllowlist, allowed=settings.allowed_networks, trusted_proxies=settings.trusted_proxies
+        )
     app.add_middleware(HttpMetrics)
     return app
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -19,6 +20,7 @@ from riskhub.errors import PayloadTooLarge, RequestRejected
 from riskhub.hub import iso_utc
 from riskhub.model import InsertResult, StoredSnapshot
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/risk-hub/worlds/{world_id}/snapshots")
 READ_ERRORS = errors(401, 403, 404, 422, 502, 503)
 JSON = "application/json"
@@ -110,7 +112,7 @@ async def post_snapshot(world_id: str, request: Request) -> Response:
     parts = components(request)
     stage = request.headers.get("x-stage")
     try:
-        authorize(request, write=True)
+        token = request.app.state.auth.require(request.headers.get("authorization"), write=True)
         raw = await read_body(request, parts.settings.max_body_bytes)
     except RequestRejected as exc:  # the hub counts the rejections it decides itself
         parts.hub.reject_write(exc, world_id, actor=request.headers.get("x-actor"), stage=stage)
@@ -122,6 +124,7 @@ async def post_snapshot(world_id: str, request: Request) -> Response:
         stage=stage,
         correlation_id=request.headers.get("x-correlation-id"),
     )
+    _log_accepted(result, token)
     location = (
         f"/risk-hub/worlds/{quote(world_id, safe='')}/snapshots/lookup"
         f"?version={quote(result.snapshot.version, safe='')}"
@@ -131,6 +134,21 @@ async def post_snapshot(world_id: str, request: Request) -> Response:
         status_code=201 if result.created else 200,
         media_type=JSON,
         headers={"Location": location},
+    )
+
+
+def _log_accepted(result: InsertResult, token: str) -> None:
+    """One line per accepted write; the token is named by its fingerprint, never shown."""
+    snap = result.snapshot
+    outcome = "stored" if result.created else "deduplicated"
+    log.info(
+        "snapshot %r/%r %s (actor %r, stage %r, token %s)",
+        snap.world_id,
+        snap.version,
+        outcome,
+        snap.actor,
+        snap.stage,
+        token,
     )
 
 

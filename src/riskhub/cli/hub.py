@@ -23,6 +23,7 @@ from riskhub.cli.common import (
     tune_gc_for_service,
 )
 from riskhub.config import Settings
+from riskhub.tokens import TokenSource
 
 
 def serve(
@@ -41,7 +42,7 @@ def serve(
     }
     settings = Settings(**overrides)
     generated = None
-    if not settings.tokens:
+    if not TokenSource.from_settings(settings).configured:
         generated = secrets.token_urlsafe(24)
         settings = settings.model_copy(update={"tokens": [SecretStr(generated)]})
     configure_logging(log_level)
@@ -54,6 +55,9 @@ def serve(
         log_level=log_level,
         access_log=False,
         server_header=False,
+        # uvicorn would take X-Forwarded-For from any 127.0.0.1 peer as the client: the allowlist
+        # (api/network.py) reads it itself, only from RISKHUB_TRUSTED_PROXIES.
+        proxy_headers=False,
     )
     tune_gc_for_service()
     uvicorn.Server(config).run()
@@ -78,7 +82,8 @@ def _print_banner(settings: Settings, generated: str | None) -> None:
     # The token is printed once; the hint names $HUB_TOKEN in double quotes so a pasted line expands it.
     curl = f'curl -H "Authorization: Bearer $HUB_TOKEN" {url}/risk-hub/worlds/w1/snapshots/latest'
     if generated is not None:
-        typer.echo(f"generated read-write token (shown once; set RISKHUB_TOKENS to choose): {generated}")
+        choose = "set RISKHUB_TOKENS or RISKHUB_TOKENS_FILE to choose"
+        typer.echo(f"generated read-write token (shown once; {choose}): {generated}")
         curl = f"export HUB_TOKEN=<the token above>; {curl}"
     typer.echo(f"try: {curl}")
 
