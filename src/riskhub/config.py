@@ -43,6 +43,15 @@ RELAY_BATCH_SIZE: Final = 200
 PERIODS_PER_YEAR: Final = 252  # sigma_annual = sigma * sqrt(periods_per_year)
 # Deployment checklist and access control (`riskhub doctor`, `riskhub topics create`, token files)
 TOKENS_RELOAD_S: Final = 1.0  # how often `serve` looks for a changed tokens file
+MIN_TOKEN_CHARS: Final = 32
+TOPIC_PARTITIONS: Final = 3
+TOPIC_REPLICATION_FACTOR: Final = 3  # at most: a cluster of fewer brokers gets one replica per broker
+TOPIC_RETENTION_MS: Final = 7 * 24 * 3600 * 1000
+MIN_TOPIC_RETENTION_MS: Final = 24 * 3600 * 1000  # a worker stopped for a day must not miss events
+EVENT_ENVELOPE_BYTES: Final = 8 * 1024  # an event's record beyond its data (envelope, key, headers)
+CONSUMER_LAG_WARN: Final = 1000  # the runbook's alert threshold
+OUTBOX_AGE_WARN_S: Final = 60.0  # the runbook's alert threshold on the oldest unsent event
+DOCTOR_TIMEOUT_S: Final = 10.0  # per check: a hung service is a failed line, not a hung doctor
 
 
 class Settings(BaseSettings):

@@ -15,9 +15,11 @@
      |    +-- StoreUnavailable
      |    +-- BlobStoreUnavailable
      |    +-- CacheUnavailable            (never reaches a client: reads fall back to the store)
+     |    +-- BrokerUnavailable           the ControlBus brokers (operator tools: doctor, topics)
      +-- BlobCorrupted                    a blob's bytes no longer match its content address (502)
      +-- BlobMissing                      a blob a stored snapshot refers to is gone (502)
      +-- BusError                         the ControlBus side (never reaches an HTTP client)
+          +-- TopicRefused                the broker refused to create a topic (operator tools)
           +-- UndecodableEvent            a record is not a usable CloudEvent (dead-lettered)
           +-- NotSentYet                  a record held back from a send to keep per-key order
           +-- NotDelivered                the in-process bus's subscriber did not handle a record
@@ -104,6 +106,10 @@ class CacheUnavailable(Unavailable):
     code = "cache_unavailable"
 
 
+class BrokerUnavailable(Unavailable):
+    code = "broker_unavailable"
+
+
 class BlobCorrupted(RiskHubError):
     code = "blob_corrupted"
 
@@ -146,6 +152,12 @@ class NotDelivered(BusError):
     """The in-process bus's subscriber did not handle the record; it stays unacknowledged."""
 
     code = "not_delivered"
+
+
+class TopicRefused(BusError):
+    """The broker refused to create a topic; the message names the topic and the broker's error."""
+
+    code = "topic_refused"
 
 
 class NotHandled(BusError):

@@ -4,13 +4,14 @@ hub.py       serve, worker, relay, migrate      (the processes)
 data.py      backfill, dlq list|replay          (operations on stored data and topics)
 producer.py  publish, monitor, lint             (producer and operator tools)
 risk.py      risk show                          (a world's risk figures)
+deploy.py    doctor, topics create              (the runbook's deployment checklist)
 """
 
 from __future__ import annotations
 
 import typer
 
-from riskhub.cli import data, hub, producer, risk
+from riskhub.cli import data, deploy, hub, producer, risk
 
 __all__ = ["app", "main"]
 
@@ -25,6 +26,7 @@ hub.register(app)
 data.register(app)
 producer.register(app)
 risk.register(app)
+deploy.register(app)
 
 
 def main() -> None:
