@@ -75,13 +75,20 @@ class Components:
                 log.exception("error while closing %s", closer)
 
 
-def build_store(settings: Settings) -> SnapshotStore:
-    """SQLite under data_dir unless ``database_url`` names PostgreSQL."""
+def sqlite_path(settings: Settings) -> Path | None:
+    """The embedded SQLite file the settings name, or None for another database."""
     url = settings.database_url
     if url is None:
-        return SqliteStore(settings.data_dir / "riskhub.sqlite3", synchronous=settings.sqlite_synchronous)
-    if url.startswith("sqlite:///"):
-        return SqliteStore(_path_of(url), synchronous=settings.sqlite_synchronous)
+        return settings.data_dir / "riskhub.sqlite3"
+    return _path_of(url) if url.startswith("sqlite:///") else None
+
+
+def build_store(settings: Settings) -> SnapshotStore:
+    """SQLite under data_dir unless ``database_url`` names PostgreSQL."""
+    path = sqlite_path(settings)
+    if path is not None:
+        return SqliteStore(path, synchronous=settings.sqlite_synchronous)
+    url = settings.database_url or ""
     if _is_postgres(url):
         return PostgresStore(
             url, schema=settings.database_schema, max_connections=settings.database_pool_size

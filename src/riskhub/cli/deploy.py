@@ -10,12 +10,32 @@ import asyncio
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.console import Console
 
 from riskhub.cli.common import add_command, configure_logging, fail
 from riskhub.config import DOCTOR_TIMEOUT_S, TOPIC_PARTITIONS, TOPIC_RETENTION_MS, Settings
 
 if TYPE_CHECKING:
     from riskhub.ops.topics import TopicOutcome
+
+
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds each check may take")] = DOCTOR_TIMEOUT_S,
+) -> None:
+    """Check this host's RISKHUB_* configuration against the runbook's deployment checklist.
+
+    One line per checklist item (ok / warn / fail). Exit 0 all good, 1 warnings, 2 failures."""
+    from riskhub.ops.doctor import run_doctor
+
+    configure_logging("critical")  # every failure is a line of the report; aiokafka would log each
+    report = asyncio.run(run_doctor(Settings(), timeout_s=timeout))
+    if as_json:
+        typer.echo(report.to_json())
+    else:
+        Console().print(report.table())
+        typer.echo(report.summary())
+    raise typer.Exit(report.exit_code)
 
 
 def topics_create(
@@ -62,6 +82,7 @@ def topics_create(
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the app."""
+    add_command(app, doctor)
     topics_app = typer.Typer(help="The ControlBus topic and its DLQ topic.", no_args_is_help=True)
     add_command(topics_app, topics_create, name="create")
     app.add_typer(topics_app, name="topics")
