@@ -6,11 +6,7 @@ the right exit code."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,8 +17,7 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from live_hub import operator_env, run_riskhub
-from riskhub.bus.kafka_admin import KafkaAdmin
+from live_hub import operator_env, run_riskhub, start_worker, stop_worker
 from riskhub.config import Settings
 from riskhub.ops.checklist import Report, State
 from riskhub.ops.doctor import run_doctor
@@ -69,11 +64,6 @@ def as_env(settings: dict[str, Any]) -> dict[str, str]:
     return {f"RISKHUB_{key.upper()}": str(value) for key, value in settings.items()}
 
 
-async def live_members(brokers: str, group: str) -> int:
-    async with KafkaAdmin(brokers, timeout_s=5) as admin:
-        return (await admin.group_members(group)).members
-
-
 @pytest.fixture(scope="module")
 def bus(kafka: KafkaService, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bus]:
     """Topics created by the command operators run, and one worker joined to a fresh group."""
@@ -83,23 +73,11 @@ def bus(kafka: KafkaService, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     assert created.returncode == 0, created.stderr
     root = tmp_path_factory.mktemp("doctor-worker")
     worker_env = {**env, "RISKHUB_DATA_DIR": str(root), "RISKHUB_CONSUMER_SESSION_TIMEOUT_MS": "6000"}
-    with (root / "worker.log").open("wb") as log:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "riskhub.cli", "worker", "--metrics-port", "0"],
-            env=worker_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    worker = start_worker(worker_env, root / "worker.log")
     try:
-        deadline = time.monotonic() + 60
-        while asyncio.run(live_members(made.brokers, made.group)) == 0:
-            assert worker.poll() is None, (root / "worker.log").read_text()
-            assert time.monotonic() < deadline, "the worker did not join its group"
-            time.sleep(0.5)
         yield made
     finally:
-        worker.terminate()
-        worker.wait(timeout=15)
+        stop_worker(worker)
 
 
 @pytest.fixture
