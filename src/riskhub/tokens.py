@@ -26,9 +26,10 @@ class TokenFileError(ValueError):
     """A tokens file cannot be read (a configuration error: the message names the file)."""
 
 
-def fingerprint(token: str) -> str:
+def fingerprint(token: str | bytes) -> str:
     """A short, stable name for a token that reveals nothing usable of it."""
-    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()[:FINGERPRINT_HEX]
+    raw = token if isinstance(token, bytes) else token.encode("utf-8", "surrogateescape")
+    return hashlib.sha256(raw).hexdigest()[:FINGERPRINT_HEX]
 
 
 def parse_token_lines(text: str) -> list[str]:
@@ -47,6 +48,10 @@ class Tokens:
 
     write: tuple[str, ...]
     read: tuple[str, ...]
+
+    def pair(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """``(write, read)``, as ``TokenAuth`` takes them."""
+        return self.write, self.read
 
     def describe(self) -> str:
         """Counts and fingerprints, for logs and outputs (never the tokens)."""

@@ -14,7 +14,8 @@ import pytest
 from fastapi import FastAPI
 
 from riskhub.api.app import create_app
-from riskhub.api.auth import TokenAuth, reload_tokens
+from riskhub.api.auth import TokenAuth
+from riskhub.api.token_files import reload_tokens
 from riskhub.tokens import TokenSource, fingerprint
 
 from conftest import httpx_json, hub_settings, sample_snapshot
@@ -65,7 +66,7 @@ async def test_an_emptied_or_vanished_tokens_file_keeps_the_tokens_read_before(
     path = tmp_path / "tokens"
     path.write_text(f"{OLD}\n")
     source = TokenSource(write_file=path)
-    auth = TokenAuth(source.load())
+    auth = TokenAuth(*source.load().pair())
     path.write_text("# every token removed, or an editor's half-written file\n")
     with caplog.at_level(logging.WARNING):
         assert not await reload_tokens(auth, source)

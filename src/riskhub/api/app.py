@@ -14,9 +14,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from riskhub.api import bench, risk_routes, routes
-from riskhub.api.auth import TokenAuth, reloading_tokens
+from riskhub.api.auth import TokenAuth
 from riskhub.api.errors import install_error_handlers
 from riskhub.api.network import NetworkAllowlist
+from riskhub.api.token_files import reloading_tokens
 from riskhub.bootstrap import Components, build_components
 from riskhub.config import Settings
 from riskhub.errors import Unavailable
@@ -26,8 +27,8 @@ from riskhub.tokens import TokenSource
 def create_app(settings: Settings, *, components: Components | None = None) -> FastAPI:
     """Build the app; the lifespan starts the components (store, relay, consumer)."""
     parts = components or build_components(settings)
-    tokens = TokenSource.from_settings(settings)
-    auth = TokenAuth(tokens.load())
+    tokens = TokenSource.from_settings(settings)  # RISKHUB_TOKENS and the tokens files
+    auth = TokenAuth(*tokens.load().pair())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -42,6 +43,9 @@ def create_app(settings: Settings, *, components: Components | None = None) -> F
     app.state.components = parts
     app.state.auth = auth
     install_error_handlers(app)
+    if settings.allowed_networks:  # added before the metrics middleware: its 403s are counted too
+        allowed, proxies = settings.allowed_networks, settings.trusted_proxies
+        app.add_middleware(NetworkAllowlist, allowed=allowed, trusted_proxies=proxies)
     app.include_router(routes.router)
     app.include_router(risk_routes.router)
     app.add_api_route("/healthz", healthz, methods=["GET"])
@@ -49,10 +53,6 @@ def create_app(settings: Settings, *, components: Components | None = None) -> F
     app.add_api_route("/metrics", metrics, methods=["GET"])
     if settings.bench_endpoints:
         app.include_router(bench.router)
-    if settings.allowed_networks:  # inside HttpMetrics, so its 403s are counted too
-        app.add_middleware(
-            NetworkAllowlist, allowed=settings.allowed_networks, trusted_proxies=settings.trusted_proxies
-        )
     app.add_middleware(HttpMetrics)
     return app
 
