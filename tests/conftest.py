@@ -36,8 +36,8 @@ from services import (
     tcp_accepts,
 )
 
-TOKEN = "test-token-rw"
-READ_TOKEN = "test-token-ro"
+TOKEN = "test-token-rw-0123456789abcdef01234567"  # as long as `riskhub doctor` wants
+READ_TOKEN = "test-token-ro-0123456789abcdef01234567"
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "operations/risk_hub/samples/risk_snapshot_with_realized_and_stress.json"
 

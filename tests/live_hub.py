@@ -110,3 +110,41 @@ def run_riskhub(*args: str, env: dict[str, str] | None = None) -> subprocess.Com
         text=True,
         timeout=120,
     )
+
+
+def start_worker(env: dict[str, str], log_path: Path, *, timeout_s: float = 60) -> subprocess.Popen[bytes]:
+    """A `riskhub worker` process with ``env`` (the caller stops it), returned once its consumer
+    group lists a live member (on Tansu a fresh group takes seconds to form)."""
+    import asyncio
+    import time
+
+    from riskhub.bus.kafka_admin import KafkaAdmin
+
+    async def members() -> int:
+        async with KafkaAdmin(env["RISKHUB_CONTROLBUS_BROKERS"], timeout_s=5) as admin:
+            return (await admin.group_members(env["RISKHUB_CONSUMER_GROUP"])).members
+
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "riskhub.cli", "worker", "--metrics-port", "0"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + timeout_s
+    while asyncio.run(members()) == 0:
+        if worker.poll() is not None or time.monotonic() > deadline:
+            worker.kill()
+            raise RuntimeError(f"the worker did not join its group: {log_path.read_text()[-2000:]}")
+        time.sleep(0.5)
+    return worker
+
+
+def stop_worker(worker: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it does not stop in time."""
+    worker.terminate()
+    try:
+        worker.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()

@@ -61,6 +61,10 @@ class BlobStore(Protocol):
     async def pin(self, ref: str) -> bool:
         """Make a referenced blob permanent; False if it does not exist."""
 
+    async def delete(self, ref: str) -> None:
+        """Remove a blob no snapshot refers to (the doctor's probe object); absent is fine. The
+        hub never deletes the blobs of snapshots."""
+
     async def ping(self) -> None:
         """Raise ``BlobStoreUnavailable`` unless the store answers."""
 
@@ -130,6 +134,14 @@ class FileBlobStore:
         ok = await asyncio.to_thread(self._writable)
         if not ok:
             raise BlobStoreUnavailable(f"blob store: {self._root} is not writable")
+
+    async def delete(self, ref: str) -> None:
+        """Unlink the file."""
+        address = require_address(self, ref, "ref")
+        try:
+            await asyncio.to_thread((self._root / f"{address}.json").unlink, missing_ok=True)
+        except OSError as exc:
+            raise BlobStoreUnavailable(f"blob store: cannot delete {ref}: {exc}") from exc
 
     def _writable(self) -> bool:
         try:
@@ -208,6 +220,12 @@ class RedisBlobStore:
         with _redis_errors():
             exists = await self._persist(keys=[self._prefix + address])
         return bool(exists)
+
+    async def delete(self, ref: str) -> None:
+        """DEL."""
+        address = require_address(self, ref, "ref")
+        with _redis_errors():
+            await self._redis.delete(self._prefix + address)
 
     async def ping(self) -> None:
         """PING."""
@@ -305,6 +323,13 @@ class S3BlobStore:
         except BlobMissing:
             return False
         return True
+
+    async def delete(self, ref: str) -> None:
+        """DELETE the object (needs ``s3:DeleteObject``, which the hub's own role need not have)."""
+        address = require_address(self, ref, "ref")
+        with _s3_errors():
+            s3 = await self._s3()
+            await s3.delete_object(Bucket=self._bucket, Key=self._object_key(address))
 
     async def ping(self) -> None:
         """HEAD the bucket."""

@@ -91,9 +91,10 @@ class Components:
 
 def build_store(settings: Settings) -> SnapshotStore:
     """SQLite under data_dir unless ``database_url`` names PostgreSQL."""
-    url = settings.database_url
-    if url is None or _is_sqlite(url):
-        return SqliteStore(_sqlite_file(url, settings.data_dir), synchronous=settings.sqlite_synchronous)
+    path = sqlite_path(settings)
+    if path is not None:
+        return SqliteStore(path, synchronous=settings.sqlite_synchronous)
+    url = settings.database_url or ""
     if _is_postgres(url):
         return PostgresStore(
             url, schema=settings.database_schema, max_connections=settings.database_pool_size

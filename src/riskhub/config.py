@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Final, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 if TYPE_CHECKING:
@@ -54,6 +54,17 @@ IDLE_WORLD_S: Final = 7 * 86_400  # a world/stage silent this long leaves the pr
 LOG_FORMAT: Final = "text"  # or "json": one JSON object per line
 # Risk analytics
 PERIODS_PER_YEAR: Final = 252  # sigma_annual = sigma * sqrt(periods_per_year)
+# Deployment checklist and access control (`riskhub doctor`, `riskhub topics create`, token files)
+TOKENS_RELOAD_S: Final = 1.0  # how often `serve` looks for a changed tokens file
+MIN_TOKEN_CHARS: Final = 32
+TOPIC_PARTITIONS: Final = 3
+TOPIC_REPLICATION_FACTOR: Final = 3  # at most: a cluster of fewer brokers gets one replica per broker
+TOPIC_RETENTION_MS: Final = 7 * 24 * 3600 * 1000
+MIN_TOPIC_RETENTION_MS: Final = 24 * 3600 * 1000  # a worker stopped for a day must not miss events
+EVENT_ENVELOPE_BYTES: Final = 8 * 1024  # an event's record beyond its data (envelope, key, headers)
+CONSUMER_LAG_WARN: Final = 1000  # the runbook's alert threshold
+OUTBOX_AGE_WARN_S: Final = 60.0  # the runbook's alert threshold on the oldest unsent event
+DOCTOR_TIMEOUT_S: Final = 10.0  # per check: a hung service is a failed line, not a hung doctor
 
 
 class Settings(BaseSettings):
@@ -121,13 +132,29 @@ class Settings(BaseSettings):
     periods_per_year: int = Field(PERIODS_PER_YEAR, ge=1)
     limits_file: Path | None = None  # TOML [[limit]] rows (docs/runbook.md, "Reading the risk figures")
 
+    # Access control: token files re-read while serving; client networks (empty: any)
+    tokens_file: Path | None = None  # read-write tokens, one per line, `#` comments
+    read_tokens_file: Path | None = None  # read-only tokens, same format
+    tokens_reload_sec: float = Field(TOKENS_RELOAD_S, gt=0)
+    allowed_networks: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default_factory=list)
+    trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default_factory=list)
+
     # Background tasks of `riskhub serve`
     run_relay: bool = True
     run_consumer: bool = True
     relay_batch_size: int = RELAY_BATCH_SIZE
     bench_endpoints: bool = False  # /bench/parse and /bench/constant, baselines for `make bench`
 
-    @field_validator("tokens", "read_tokens", "allowed_stages", "allowed_actors", "workers", mode="before")
+    @field_validator(
+        "tokens",
+        "read_tokens",
+        "allowed_stages",
+        "allowed_actors",
+        "workers",
+        "allowed_networks",
+        "trusted_proxies",
+        mode="before",
+    )
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

@@ -5,6 +5,7 @@
      |    +-- MalformedRequest            400  unparseable JSON, missing actor, path/header/body disagree
      |    +-- Unauthorized                401  no token or an unknown token
      |    +-- Forbidden                   403  read-only token on a write, actor not allowed
+     |    |    +-- NetworkForbidden       403  the client's address is outside allowed_networks
      |    +-- SnapshotNotFound            404  no snapshot matches
      |    |    +-- SnapshotExpired        404  the newest snapshot has expired (names version and time)
      |    +-- VersionConflict             409  (world_id, version) exists with another hash
@@ -14,9 +15,11 @@
      |    +-- StoreUnavailable
      |    +-- BlobStoreUnavailable
      |    +-- CacheUnavailable            (never reaches a client: reads fall back to the store)
+     |    +-- BrokerUnavailable           the ControlBus brokers (operator tools: doctor, topics)
      +-- BlobCorrupted                    a blob's bytes no longer match its content address (502)
      +-- BlobMissing                      a blob a stored snapshot refers to is gone (502)
      +-- BusError                         the ControlBus side (never reaches an HTTP client)
+          +-- TopicRefused                the broker refused to create a topic (operator tools)
           +-- UndecodableEvent            a record is not a usable CloudEvent (dead-lettered)
           +-- NotSentYet                  a record held back from a send to keep per-key order
           +-- NotDelivered                the in-process bus's subscriber did not handle a record
@@ -61,6 +64,10 @@ class Forbidden(RequestRejected):
     code = "forbidden"
 
 
+class NetworkForbidden(Forbidden):
+    code = "network_forbidden"
+
+
 class SnapshotNotFound(RequestRejected):
     code = "not_found"
 
@@ -97,6 +104,10 @@ class BlobStoreUnavailable(Unavailable):
 
 class CacheUnavailable(Unavailable):
     code = "cache_unavailable"
+
+
+class BrokerUnavailable(Unavailable):
+    code = "broker_unavailable"
 
 
 class BlobCorrupted(RiskHubError):
@@ -141,6 +152,12 @@ class NotDelivered(BusError):
     """The in-process bus's subscriber did not handle the record; it stays unacknowledged."""
 
     code = "not_delivered"
+
+
+class TopicRefused(BusError):
+    """The broker refused to create a topic; the message names the topic and the broker's error."""
+
+    code = "topic_refused"
 
 
 class NotHandled(BusError):

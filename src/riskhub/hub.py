@@ -106,8 +106,10 @@ class Hub:
         actor: str | None,
         stage: str | None,
         correlation_id: str | None = None,
+        token: str | None = None,
     ) -> InsertResult:
-        """Store one snapshot and its event; an equal retry is a no-op (``created`` False)."""
+        """Store one snapshot and its event; an equal retry is a no-op (``created`` False).
+        ``token`` is the fingerprint of the token that wrote it, for the log line."""
         try:
             validate = partial(self._validate, raw, world_id, actor, stage)
             # Megabytes of JSON take a second or more of Python: off the event loop (the thread
@@ -145,6 +147,7 @@ class Hub:
                 "actor": clip(record.actor),
                 "hash": record.hash,
                 "correlation_id": clip(correlation_id) if correlation_id else None,
+                "token": token,
             },
         )
         return result

@@ -4,7 +4,6 @@ stores the sample and deduplicates a rerun; every metric the runbook names exist
 
 from __future__ import annotations
 
-import asyncio
 import re
 import subprocess
 import sys
@@ -14,11 +13,12 @@ from pathlib import Path
 
 import httpx
 
-from live_hub import AUTH, metric, operator_env, post_fresh, read
+from live_hub import AUTH, metric, operator_env, post_fresh, read, run_riskhub, start_worker, stop_worker
 from riskhub.metrics import Metrics
+from riskhub.tokens import fingerprint
 
-from conftest import ROOT, TOKEN, Production, ServerProcess
-from services import KafkaService, create_topic
+from conftest import READ_TOKEN, ROOT, TOKEN, Production, ServerProcess
+from services import KafkaService
 
 RUNBOOK = ROOT / "docs/runbook.md"
 SAMPLE_BLAKE3 = "blake3:6f51f65f0e47418ef1003d6818b3fa4d927f993bb67ab38e9c175e81cc12b3e4"
@@ -67,6 +67,7 @@ def test_the_runbook_has_the_commands_operators_type() -> None:
     assert "python scripts/backfill_risk_snapshots.py --dsn $DB --redis $REDIS --world w1" in commands
     assert any(c.startswith("uv run riskhub dlq list") for c in commands)
     assert any(c.startswith("uv run riskhub lint") for c in commands)
+    assert "uv run riskhub topics create" in commands and "uv run riskhub doctor" in commands
     assert any("/metrics" in c for c in commands)
 
 
@@ -74,14 +75,37 @@ def test_every_command_in_the_runbook_runs_against_a_live_production_hub(
     server_factory: Callable[..., ServerProcess], production: Production, kafka: KafkaService, tmp_path: Path
 ) -> None:
     topic = f"policy-{uuid.uuid4().hex[:8]}"
-    asyncio.run(create_topic(kafka.bootstrap, topic, 1))
-    asyncio.run(create_topic(kafka.bootstrap, f"{topic}.dlq", 1))
-    bus = {
+    tokens, read_tokens = tmp_path / "tokens", tmp_path / "read-tokens"
+    for path, token in ((tokens, TOKEN), (read_tokens, READ_TOKEN)):
+        path.write_text(f"{token}\n")
+        path.chmod(0o600)
+    hub_host = {  # the hub host's RISKHUB_* (schema, cache prefix, S3 endpoint, bus, tokens, ACL)
+        **production.env(),
         "RISKHUB_CONTROLBUS_BROKERS": kafka.bootstrap,
         "RISKHUB_CONTROLBUS_TOPIC": topic,
         "RISKHUB_DLQ_TOPIC": f"{topic}.dlq",
+        "RISKHUB_CONSUMER_GROUP": f"runbook-{uuid.uuid4().hex[:8]}",
+        "RISKHUB_TOKENS": "",
+        "RISKHUB_READ_TOKENS": "",
+        "RISKHUB_TOKENS_FILE": str(tokens),
+        "RISKHUB_READ_TOKENS_FILE": str(read_tokens),
+        "RISKHUB_ALLOWED_NETWORKS": "127.0.0.0/8",
     }
-    hub = server_factory(**production.env(), **bus)
+    # Before the hub starts: its relay's first send would make the topic with the broker's defaults.
+    created = run_riskhub("topics", "create", env=operator_env(**hub_host))
+    assert created.returncode == 0, created.stdout + created.stderr
+    hub = server_factory(**hub_host)
+    worker = start_worker(operator_env(**hub_host), tmp_path / "worker.log")
+    try:
+        run_every_block(hub, production, hub_host, tmp_path)
+    finally:
+        stop_worker(worker)
+
+
+def run_every_block(
+    hub: ServerProcess, production: Production, hub_host: dict[str, str], tmp_path: Path
+) -> None:
+    """Every ```sh line and ```python block against ``hub``, then what their outputs must say."""
     for world in ("w1", "w2"):  # fresh snapshots, so the monitor commands must exit 0
         post_fresh(hub, world, age_s=30, version=f"seed-{world}")
     env = operator_env(
@@ -90,8 +114,7 @@ def test_every_command_in_the_runbook_runs_against_a_live_production_hub(
         DB=production.postgres.dsn,
         REDIS=production.redis.url,
         BLOB_URL=production.settings()["blob_url"],
-        **production.env(),  # the hub host's RISKHUB_* (schema, cache prefix, S3 endpoint)
-        **bus,
+        **hub_host,
     )
     outputs: dict[str, str] = {}
     failures: list[str] = []
@@ -116,6 +139,9 @@ def test_every_command_in_the_runbook_runs_against_a_live_production_hub(
     assert "201 created w1/v1 " + SAMPLE_BLAKE3 in "".join(outputs.values())
     assert "offloaded covariance -> s3://riskhub-test/" in "".join(outputs.values())
     assert outputs["python block 0"].startswith("201 w2 v1 blake3:")
+    assert "riskhub doctor: OK (11 ok, 0 warn, 0 fail)" in outputs["uv run riskhub doctor"]
+    assert outputs["uv run riskhub topics create"].endswith("nothing changed: every topic already exists\n")
+    assert outputs['printf %s "$HUB_TOKEN" | sha256sum | cut -c1-8'] == f"{fingerprint(TOKEN)}\n"
     w3 = read(hub, "/risk-hub/worlds/w3/snapshots/latest")
     assert w3["covariance_ref"].startswith("s3://riskhub-test/") and "hub_offloaded" not in w3
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,14 @@ from orjson import loads
 
 from riskhub.blobs import BlobStore, FileBlobStore, RedisBlobStore, S3BlobStore
 from riskhub.cache import LatestCache, MemoryCache, RedisCache
-from riskhub.errors import BlobCorrupted, BlobMissing, ContractError, VersionConflict
+from riskhub.errors import (
+    BlobCorrupted,
+    BlobMissing,
+    BlobStoreUnavailable,
+    ContractError,
+    StoreUnavailable,
+    VersionConflict,
+)
 from riskhub.model import NewOutboxEvent, Outcome, StoredSnapshot, WorkerResult
 from riskhub.store import SnapshotStore, postgres
 from riskhub.store.postgres import PostgresStore
@@ -166,6 +174,41 @@ async def test_store_migrations_are_idempotent(store: SnapshotStore) -> None:
     await store.close()
     await store.open()  # applying migrations again is a no-op
     assert await store.world_ids() == []
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def unopened_store(request: pytest.FixtureRequest, tmp_path: Path) -> SnapshotStore:
+    """A store on an existing, empty database (no migration applied), not opened yet."""
+    if request.param == "sqlite":
+        sqlite3.connect(tmp_path / "empty.sqlite3").close()
+        return SqliteStore(tmp_path / "empty.sqlite3")
+    production: Production = request.getfixturevalue("production")
+    return PostgresStore(production.postgres.dsn, schema=production.namespace)
+
+
+async def test_store_opened_without_migrating_reports_every_migration_pending(
+    unopened_store: SnapshotStore,
+) -> None:
+    await unopened_store.open(migrate=False)
+    try:
+        versions = await unopened_store.schema_versions()
+        assert versions.applied == () and versions.pending == versions.known and len(versions.known) >= 2
+    finally:
+        await unopened_store.close()
+    await unopened_store.open()
+    try:
+        versions = await unopened_store.schema_versions()
+        assert versions.applied == versions.known and versions.pending == versions.unknown == ()
+    finally:
+        await unopened_store.close()
+
+
+async def test_sqlite_opened_without_migrating_never_creates_a_database(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "absent" / "riskhub.sqlite3")
+    with pytest.raises(StoreUnavailable):
+        await store.open(migrate=False)
+    await store.close()
+    assert not (tmp_path / "absent").exists()
 
 
 async def test_postgres_migration_2_keeps_snapshots_stored_as_jsonb(
@@ -329,6 +372,23 @@ async def test_missing_blob_is_reported_not_invented(blobs: BlobStore) -> None:
     assert not await blobs.pin(missing)
     with pytest.raises(BlobMissing):
         await blobs.get(missing)
+
+
+async def test_a_deleted_blob_is_gone_and_deleting_it_again_is_fine(blobs: BlobStore) -> None:
+    ref = await blobs.put(b'{"probe":"doctor"}')
+    await blobs.delete(ref)
+    with pytest.raises(BlobMissing):
+        await blobs.get(ref)
+    await blobs.delete(ref)
+
+
+async def test_s3_blobs_in_a_bucket_that_does_not_exist_are_unavailable(production: Production) -> None:
+    store = S3BlobStore("no-such-bucket", "x", endpoint_url=production.s3.endpoint_url)
+    try:
+        with pytest.raises(BlobStoreUnavailable, match="NoSuchBucket"):
+            await store.put(b"[1]")
+    finally:
+        await store.close()
 
 
 async def test_redis_blob_pin_clears_the_ttl(production: Production) -> None:

@@ -20,11 +20,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from riskhub.api import bench, risk_routes, routes, status
 from riskhub.api.auth import TokenAuth
 from riskhub.api.errors import install_error_handlers
+from riskhub.api.network import NetworkAllowlist
 from riskhub.api.observe import ObservedRequests
 from riskhub.api.schemas import with_bearer_auth
+from riskhub.api.token_files import reloading_tokens
 from riskhub.bootstrap import Components, build_components
 from riskhub.config import Settings
 from riskhub.errors import Unavailable
+from riskhub.tokens import TokenSource
 
 __version__ = package_version("riskhub")
 ERROR_BODY = {"$ref": "#/components/schemas/ErrorBody"}
@@ -34,16 +37,15 @@ JSON_TYPE = "application/json"
 def create_app(settings: Settings, *, components: Components | None = None) -> FastAPI:
     """Build the app; the lifespan starts the components (store, relay, consumer)."""
     parts = components or build_components(settings)
-    auth = TokenAuth(
-        [t.get_secret_value() for t in settings.tokens],
-        [t.get_secret_value() for t in settings.read_tokens],
-    )
+    tokens = TokenSource.from_settings(settings)  # RISKHUB_TOKENS and the tokens files
+    auth = TokenAuth(*tokens.load().pair())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await parts.start()
         try:
-            yield
+            async with reloading_tokens(auth, tokens, settings.tokens_reload_sec):
+                yield
         finally:
             await parts.stop()
 
@@ -53,6 +55,9 @@ def create_app(settings: Settings, *, components: Components | None = None) -> F
     app.state.components = parts
     app.state.auth = auth
     install_error_handlers(app)
+    if settings.allowed_networks:  # added before the metrics middleware: its 403s are counted too
+        allowed, proxies = settings.allowed_networks, settings.trusted_proxies
+        app.add_middleware(NetworkAllowlist, allowed=allowed, trusted_proxies=proxies)
     app.include_router(routes.router)
     app.include_router(risk_routes.router)
     app.include_router(status.router)

@@ -1,5 +1,6 @@
 """Bearer-token auth: ``tokens`` read and write, ``read_tokens`` only read. Several tokens may be
-valid at once (rotation). Every configured token is compared, in constant time, on every request."""
+valid at once (rotation). Every configured token is compared, in constant time, on every request.
+The valid set can be replaced while serving (``api/token_files.py`` re-reads the tokens files)."""
 
 from __future__ import annotations
 
@@ -8,19 +9,26 @@ import hmac
 from collections.abc import Iterable
 
 from riskhub.errors import Forbidden, Unauthorized
+from riskhub.tokens import fingerprint
 
 
 class TokenAuth:
     """Checks an ``Authorization`` header value."""
 
     def __init__(self, write_tokens: Iterable[str], read_tokens: Iterable[str] = ()) -> None:
-        self._writers = [t.encode() for t in write_tokens]
-        self._readers = [t.encode() for t in read_tokens]
-        if not self._writers:
-            raise ValueError("tokens: at least one read-write token is required")
+        self.replace(write_tokens, read_tokens)
 
-    def require(self, authorization: str | None, *, write: bool) -> None:
-        """Raise ``Unauthorized`` (401) or ``Forbidden`` (403) unless the header grants access."""
+    def replace(self, write_tokens: Iterable[str], read_tokens: Iterable[str] = ()) -> None:
+        """Make these the valid tokens. Both lists are assigned in one statement and nothing here
+        awaits, so a request is checked against the old set or the new one, never a mix."""
+        writers = [t.encode("utf-8", "surrogateescape") for t in write_tokens]
+        if not writers:
+            raise ValueError("tokens: at least one read-write token is required")
+        self._writers, self._readers = writers, [t.encode("utf-8", "surrogateescape") for t in read_tokens]
+
+    def require(self, authorization: str | None, *, write: bool) -> str:
+        """The fingerprint of the token that grants access (for the logs); ``Unauthorized`` (401)
+        or ``Forbidden`` (403) unless the header grants it."""
         token = _bearer(authorization)
         if token is None:
             raise Unauthorized("Authorization: a Bearer token is required", field="Authorization")
@@ -30,6 +38,7 @@ class TokenAuth:
             raise Unauthorized("Authorization: unknown token", field="Authorization")
         if write and not writer:
             raise Forbidden("Authorization: this token may only read", field="Authorization")
+        return fingerprint(token)
 
     def session_for(self, token: str) -> str | None:
         """The status page's session cookie for a valid token (read or write): its sha256, so

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
@@ -23,6 +24,7 @@ from riskhub.errors import PayloadTooLarge, RequestRejected
 from riskhub.hub import MAX_LIST_LIMIT, iso_utc
 from riskhub.model import InsertResult, StoredSnapshot
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/risk-hub/worlds/{world_id}/snapshots")
 READ_ERRORS = errors(401, 403, 404, 422, 502, 503)
 JSON = "application/json"
@@ -119,7 +121,7 @@ async def post_snapshot(world_id: str, request: Request) -> Response:  # the con
     parts = components(request)
     stage = request.headers.get("x-stage")
     try:
-        authorize(request, write=True)
+        token = request.app.state.auth.require(request.headers.get("authorization"), write=True)
         raw = await read_body(request, parts.settings.max_body_bytes)
     except RequestRejected as exc:  # the hub counts the rejections it decides itself
         actor = request.headers.get("x-actor")
@@ -133,6 +135,7 @@ async def post_snapshot(world_id: str, request: Request) -> Response:  # the con
         actor=request.headers.get("x-actor"),
         stage=stage,
         correlation_id=correlation_id(request),
+        token=token,
     )
     location = (
         f"/risk-hub/worlds/{quote(world_id, safe='')}/snapshots/lookup"

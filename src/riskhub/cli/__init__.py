@@ -6,6 +6,7 @@ publish.py   publish                            (the producer tool)
 producer.py  monitor, lint                      (operator tools)
 risk.py      risk show                          (a world's risk figures)
 snapshots.py snapshots retract                  (take a bad version out of latest)
+deploy.py    doctor, topics create              (the runbook's deployment checklist)
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from riskhub.cli import data, hub, producer, publish, risk, snapshots
+from riskhub.cli import data, deploy, hub, producer, publish, risk, snapshots
 from riskhub.cli.common import new_app
 
 __all__ = ["app", "main", "run_command"]
@@ -27,6 +28,7 @@ publish.register(app)
 producer.register(app)
 risk.register(app)
 snapshots.register(app)
+deploy.register(app)
 
 
 def _print_version(asked: bool) -> None:

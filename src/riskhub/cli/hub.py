@@ -28,6 +28,7 @@ from riskhub.config import DATA_DIR, HOST, PORT, Settings
 
 if TYPE_CHECKING:
     import uvicorn
+from riskhub.tokens import TokenSource
 
 
 def serve(
@@ -47,7 +48,7 @@ def serve(
     configure_logging(log_level, settings.log_format)
     _check_port_free(settings.host, settings.port)
     kept = None
-    if not settings.tokens:
+    if not TokenSource.from_settings(settings).configured:  # neither RISKHUB_TOKENS nor a tokens file
         kept = kept_token(settings.token_file.absolute())
         settings = settings.model_copy(update={"tokens": [SecretStr(kept.value)]})
     _print_banner(settings, kept)
@@ -59,6 +60,9 @@ def serve(
         log_config=None,  # uvicorn's loggers go through ours (riskhub.logs): one format
         access_log=False,  # the hub writes its own access lines, with route and request id
         server_header=False,
+        # uvicorn would take X-Forwarded-For from any 127.0.0.1 peer as the client: the allowlist
+        # (api/network.py) reads it itself, only from RISKHUB_TRUSTED_PROXIES.
+        proxy_headers=False,
     )
     tune_gc_for_service()
     _run_until_stopped(uvicorn.Server(config))
@@ -90,7 +94,7 @@ def _print_banner(settings: Settings, kept: KeptToken | None) -> None:
 
 def _print_kept_token(kept: KeptToken) -> None:
     """The token itself once, when generated; afterwards only where it is."""
-    choose = "set RISKHUB_TOKENS to choose"
+    choose = "set RISKHUB_TOKENS or RISKHUB_TOKENS_FILE to choose"
     if kept.generated:
         typer.echo(f"generated read-write token (shown once, kept in {kept.path}; {choose}): {kept.value}")
         return

@@ -8,10 +8,29 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
 from riskhub import model
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaVersions:
+    """The migrations a database has and the ones this code knows (``riskhub doctor``)."""
+
+    applied: tuple[int, ...]
+    known: tuple[int, ...]
+
+    @property
+    def pending(self) -> tuple[int, ...]:
+        """Known migrations not applied yet (``riskhub migrate`` applies them)."""
+        return tuple(v for v in self.known if v not in self.applied)
+
+    @property
+    def unknown(self) -> tuple[int, ...]:
+        """Applied migrations this code does not know (a newer riskhub migrated the database)."""
+        return tuple(v for v in self.applied if v not in self.known)
 
 
 class OutboxBatch(Protocol):
@@ -29,8 +48,12 @@ class OutboxBatch(Protocol):
 class SnapshotStore(Protocol):
     """Snapshots, outbox and processed keys behind one small interface."""
 
-    async def open(self) -> None:
-        """Connect and apply schema migrations."""
+    async def open(self, *, migrate: bool = True) -> None:
+        """Connect and apply schema migrations (``migrate=False``: only connect, to an existing
+        database; the doctor looks without changing anything)."""
+
+    async def schema_versions(self) -> SchemaVersions:
+        """Applied and known schema migrations."""
 
     async def close(self) -> None:
         """Release connections."""

@@ -41,6 +41,7 @@ from riskhub.model import (
     same_content_or_conflict,
 )
 from riskhub.risk.results import RISK_WORKER
+from riskhub.store import SchemaVersions
 from riskhub.store.pg_outbox import NOTIFY_CHANNEL, WRITE_LOCK, OutboxPass, claim, insert_events
 from riskhub.store.pg_schema import MIGRATIONS, NOT_RETRACTED, RECORD_OUTCOMES, STATUS_POINTS
 
@@ -116,8 +117,8 @@ class PostgresStore:
 
     # --- lifecycle ------------------------------------------------------------------------------
 
-    async def open(self) -> None:
-        """Create the pool and apply migrations."""
+    async def open(self, *, migrate: bool = True) -> None:
+        """Create the pool and apply migrations (unless ``migrate`` is False)."""
         settings = {"search_path": self._schema} if self._schema else {}
         with _driver_errors():
             self._pool = await asyncpg.create_pool(
@@ -127,7 +128,8 @@ class PostgresStore:
                 command_timeout=self._command_timeout_s,
                 server_settings={"synchronous_commit": "on", **settings},
             )
-        await self.migrate()
+        if migrate:
+            await self.migrate()
 
     async def close(self) -> None:
         """Close listener and pool."""
@@ -165,6 +167,16 @@ class PostgresStore:
     async def ping(self) -> None:
         """Run a trivial query."""
         await self._call(lambda conn: conn.fetchval("SELECT 1"))
+
+    async def schema_versions(self) -> SchemaVersions:
+        """The versions in ``schema_migrations`` (none before the first migration)."""
+
+        async def applied(conn: asyncpg.Connection) -> list[int]:
+            if await conn.fetchval("SELECT to_regclass('schema_migrations')") is None:
+                return []
+            return [r[0] for r in await conn.fetch("SELECT version FROM schema_migrations ORDER BY 1")]
+
+        return SchemaVersions(tuple(await self._call(applied)), tuple(v for v, _ in MIGRATIONS))
 
     async def listen(self, on_notify: Callable[[], None]) -> None:
         """Call ``on_notify`` whenever a writer commits an outbox row (LISTEN/NOTIFY). If the

@@ -106,6 +106,14 @@ def in_transaction(conn: sqlite3.Connection, work: Callable[[], T]) -> T:
     return result
 
 
+def applied_migrations(conn: sqlite3.Connection) -> list[int]:
+    """The versions in ``schema_migrations``, without creating it."""
+    known = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+    if conn.execute(known).fetchone() is None:
+        return []
+    return [row[0] for row in conn.execute("SELECT version FROM schema_migrations ORDER BY 1")]
+
+
 def migrate(conn: sqlite3.Connection) -> None:
     """Apply the migrations not yet applied, each in its own transaction."""
     conn.execute(
