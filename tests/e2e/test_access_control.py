@@ -139,6 +139,6 @@ def test_a_token_is_rotated_by_editing_the_tokens_file_while_the_hub_serves(
     steady.join(timeout=10)
     assert len(steady.statuses) > 20 and set(steady.statuses) == {200}
     log = server.log_path.read_text()
-    assert f"token {fingerprint(OLD)})" in log and f"token {fingerprint(NEW)})" in log
+    assert f"token={fingerprint(OLD)}" in log and f"token={fingerprint(NEW)}" in log
     assert "tokens reloaded" in log
     assert all(secret not in log for secret in (OLD, NEW, KEPT))

@@ -182,7 +182,8 @@ def test_a_restart_reuses_the_kept_token_and_never_prints_it_again(tmp_path: Pat
         _, rest = stop_serve(again)
     kept = tmp_path / "riskhub-data" / "token"
     assert token not in banner + rest and "generated" not in banner
-    assert f"read-write token: the one kept in {kept} (set RISKHUB_TOKENS to choose)" in banner
+    choose = "set RISKHUB_TOKENS or RISKHUB_TOKENS_FILE to choose"
+    assert f"read-write token: the one kept in {kept} ({choose})" in banner
     assert f"try: export HUB_TOKEN=$(cat {kept}); curl " in banner
 
 
