@@ -20,16 +20,15 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, TypeVar
 
 import asyncpg
-import orjson
 
 from riskhub.config import DATABASE_POOL_SIZE
 from riskhub.contract.canonical import loads_exact
 from riskhub.errors import StoreUnavailable, translated
 from riskhub.model import (
-    OUTCOME_DLQ,
     InsertResult,
     NewOutboxEvent,
     OutboxBacklog,
@@ -40,10 +39,10 @@ from riskhub.model import (
     WorkerResult,
     same_content_or_conflict,
 )
-from riskhub.risk.results import RISK_WORKER
-from riskhub.store import SchemaVersions
-from riskhub.store.pg_outbox import NOTIFY_CHANNEL, WRITE_LOCK, OutboxPass, claim, insert_events
-from riskhub.store.pg_schema import MIGRATIONS, NOT_RETRACTED, RECORD_OUTCOMES, STATUS_POINTS
+from riskhub.store import SchemaVersions, pg_reads
+from riskhub.store.pg_outbox import NOTIFY_CHANNEL, OutboxPass, claim, insert_events
+from riskhub.store.pg_schema import MIGRATIONS, NOT_RETRACTED, RECORD_OUTCOMES
+from riskhub.store.pg_writes import distinct_key_runs, insert_snapshot, snapshot_of
 
 T = TypeVar("T")
 MIGRATION_LOCK = 7300
@@ -68,21 +67,6 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 def _driver_errors() -> AbstractContextManager[None]:
     """This adapter's one boundary: asyncpg's and the network's errors become ``StoreUnavailable``."""
     return translated(_UNAVAILABLE, StoreUnavailable, "store unavailable")
-
-
-def _snapshot(row: asyncpg.Record | tuple[Any, ...]) -> StoredSnapshot:
-    return StoredSnapshot(
-        world_id=row[0],
-        version=row[1],
-        hash=row[2],
-        content_sha256=row[3],
-        as_of=row[4],
-        created_at=row[5],
-        expires_at=row[6],
-        actor=row[7],
-        stage=row[8],
-        payload=bytes(row[9]),
-    )
 
 
 def _filters(stage: str | None, actor: str | None, first: int) -> tuple[str, list[Any]]:
@@ -229,7 +213,7 @@ class PostgresStore:
 
     async def insert_snapshot(self, snapshot: StoredSnapshot, event: NewOutboxEvent) -> InsertResult:
         """Snapshot + outbox row in one transaction; idempotent on equal content."""
-        result = await self._call(lambda conn: _insert_snapshot(conn, snapshot, event))
+        result = await self._call(lambda conn: insert_snapshot(conn, snapshot, event))
         return same_content_or_conflict(result, snapshot)
 
     async def get_snapshot(self, world_id: str, version: str) -> StoredSnapshot | None:
@@ -258,7 +242,7 @@ class PostgresStore:
             f" {_NEWEST_FIRST} LIMIT ${len(params) + 2}"
         )
         rows = await self._call(lambda conn: conn.fetch(sql, world_id, *params, limit))
-        return [_snapshot(row) for row in rows]
+        return [snapshot_of(row) for row in rows]
 
     async def snapshot_as_of(self, world_id: str, as_of: datetime) -> StoredSnapshot | None:
         """Newest snapshot with as_of at or before the given time."""
@@ -277,7 +261,7 @@ class PostgresStore:
 
     async def _one(self, sql: str, *params: Any) -> StoredSnapshot | None:
         row = await self._call(lambda conn: conn.fetchrow(sql, *params))
-        return None if row is None else _snapshot(row)
+        return None if row is None else snapshot_of(row)
 
     # --- outbox ---------------------------------------------------------------------------------
 
@@ -316,7 +300,7 @@ class PostgresStore:
 
         async def work(conn: asyncpg.Connection) -> list[bool]:
             recorded: list[bool] = []
-            for run in _distinct_key_runs(outcomes):
+            for run in distinct_key_runs(outcomes):
                 rows = await conn.fetch(
                     RECORD_OUTCOMES,
                     [o.dedupe_key for o in run],
@@ -377,105 +361,16 @@ class PostgresStore:
 
     async def retractions(self, world_id: str, versions: Sequence[str]) -> dict[str, tuple[str, datetime]]:
         """Reason and time of each retracted version among ``versions``."""
-        rows = await self._call(
-            lambda conn: conn.fetch(
-                "SELECT version, reason, retracted_at FROM risk_retractions"
-                " WHERE world_id = $1 AND version = ANY($2::text[])",
-                world_id,
-                list(versions),
-            )
-        )
-        return {version: (reason, at) for version, reason, at in rows}
+        return await self._call(partial(pg_reads.retractions, world_id=world_id, versions=list(versions)))
 
     async def status_points(self, points: int) -> list[StatusPoint]:
         """Per world and stage, its newest snapshots with outcome and sigma (one query)."""
-        rows = await self._call(lambda conn: conn.fetch(STATUS_POINTS, RISK_WORKER, points))
-        return [
-            StatusPoint(
-                world,
-                stage,
-                rank,
-                version,
-                as_of,
-                created_at,
-                expires_at,
-                outcome,
-                sigma,
-                None if result is None else orjson.loads(result),
-            )
-            for world, stage, rank, version, as_of, created_at, expires_at, outcome, sigma, result in rows
-        ]
+        return await self._call(partial(pg_reads.status_points, points=points))
 
     async def recent_failures(self, limit: int) -> list[RiskRecord]:
         """The newest dead-lettered keys, with their error."""
-        rows = await self._call(
-            lambda conn: conn.fetch(
-                "SELECT dedupe_key, outcome, processed_at, error FROM risk_processed"
-                " WHERE outcome = $1 ORDER BY processed_at DESC LIMIT $2",
-                OUTCOME_DLQ,
-                limit,
-            )
-        )
-        return [RiskRecord(key, outcome, at, error, None) for key, outcome, at, error in rows]
+        return await self._call(partial(pg_reads.recent_failures, limit=limit))
 
     async def risk_records(self, keys: Sequence[str], worker: str) -> dict[str, RiskRecord]:
         """The recorded outcome of each key that has one, with ``worker``'s row."""
-        rows = await self._call(
-            lambda conn: conn.fetch(
-                "SELECT p.dedupe_key, p.outcome, p.processed_at, p.error, r.result"
-                " FROM risk_processed p LEFT JOIN risk_worker_results r"
-                " ON r.dedupe_key = p.dedupe_key AND r.worker = $2"
-                " WHERE p.dedupe_key = ANY($1::text[])",
-                list(keys),
-                worker,
-            )
-        )
-        return {
-            row[0]: RiskRecord(
-                row[0], row[1], row[2], row[3], None if row[4] is None else loads_exact(row[4])
-            )
-            for row in rows
-        }
-
-
-def _distinct_key_runs(outcomes: Sequence[Outcome]) -> list[list[Outcome]]:
-    """Consecutive runs without a repeated key (one INSERT may not touch a row twice)."""
-    runs: list[list[Outcome]] = [[]]
-    keys: set[str] = set()
-    for outcome in outcomes:
-        if outcome.dedupe_key in keys:
-            runs.append([])
-            keys.clear()
-        runs[-1].append(outcome)
-        keys.add(outcome.dedupe_key)
-    return [run for run in runs if run]
-
-
-async def _insert_snapshot(
-    conn: asyncpg.Connection, snap: StoredSnapshot, event: NewOutboxEvent
-) -> InsertResult:
-    row = await conn.fetchrow(
-        "SELECT * FROM risk_insert_snapshot($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)",
-        WRITE_LOCK,
-        NOTIFY_CHANNEL,
-        snap.world_id,
-        snap.version,
-        snap.hash,
-        snap.content_sha256,
-        snap.as_of,
-        snap.created_at,
-        snap.expires_at,
-        snap.actor,
-        snap.stage,
-        snap.payload,
-        event.event_id,
-        event.event_type,
-        event.correlation_id,
-        event.extra.decode(),
-    )
-    if not row["created"]:
-        return InsertResult(created=False, snapshot=_snapshot(tuple(row)[1:11]))
-    scopes: list[str | None] = [None] if row["newest_in_world"] else []
-    if snap.stage is not None and row["newest_in_stage"]:
-        scopes.append(snap.stage)
-    return InsertResult(created=True, snapshot=snap, newest_in=tuple(scopes))
+        return await self._call(partial(pg_reads.risk_records, keys=list(keys), worker=worker))
