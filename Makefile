@@ -1,10 +1,11 @@
-# riskhub: `make run` serves on embedded defaults, `make test` runs everything, `make bench` measures.
+# riskhub: `make run` serves on embedded defaults, `make test` runs everything, `make bench` measures,
+# `make soak` runs the production topology for 10 minutes under load and faults and prints a ledger.
 export UV_PYTHON_DOWNLOADS := never
 UV := python3 -m uv
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test bench lint format sync ensure-uv system-deps
+.PHONY: run test bench soak lint format sync ensure-uv system-deps
 
 ensure-uv:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check "uv>=0.4,<1"
@@ -32,3 +33,7 @@ test: system-deps sync lint
 
 bench: system-deps sync
 	$(UV) run --frozen python bench/run.py $(BENCH_ARGS)
+
+# SOAK_ARGS e.g. "--duration 120 --rate 10" (python -m soak --help); exits 1 on any loss.
+soak: system-deps sync
+	PYTHONPATH=tests $(UV) run --frozen python -m soak $(SOAK_ARGS)
