@@ -21,7 +21,7 @@ from pathlib import Path
 import asyncpg
 
 from soak.facts import read_facts
-from soak.faults import FaultRecord, run_faults, schedule
+from soak.faults import DEFAULT_FAULTS, FAULT_SPACING_S, FaultRecord, run_faults, schedule
 from soak.ledger import Ledger, build_ledger
 from soak.load import LoadGenerator, Write
 from soak.memory import Memory, RssTracker
@@ -38,6 +38,8 @@ class SoakOptions:
     concurrency: int = 16  # writes in flight at most
     seed: int = 19
     broker_pause_s: float = 5.0  # under the relay producer's 10 s request timeout
+    faults: tuple[str, ...] = DEFAULT_FAULTS  # in turn, keys of soak.faults.FAULTS
+    fault_spacing_s: float = FAULT_SPACING_S
     drain_timeout_s: float = 120.0
     pin: bool = True  # runner on CPU 0, everything it starts on CPU 1 (as make bench)
     workdir: Path | None = None  # default: a fresh temporary directory
@@ -106,7 +108,13 @@ async def _load_and_faults(
         started = time.monotonic()
         async with asyncio.TaskGroup() as tasks:
             faulting = tasks.create_task(
-                run_faults(topology, schedule(options.duration_s), started, options.broker_pause_s, progress)
+                run_faults(
+                    topology,
+                    schedule(options.duration_s, options.faults, options.fault_spacing_s),
+                    started,
+                    options.broker_pause_s,
+                    progress,
+                )
             )
             await load.run(options.duration_s)
         progress(f"soak: load done ({len(load.writes)} writes); one sentinel per world, then drain")

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from soak import SoakOptions, run_soak
+from soak.faults import FAULTS
 
 
 def parse(argv: list[str]) -> SoakOptions:
@@ -30,6 +31,12 @@ def parse(argv: list[str]) -> SoakOptions:
     )
     parser.add_argument("--drain-timeout", type=float, default=d.drain_timeout_s)
     parser.add_argument(
+        "--faults",
+        default=",".join(d.faults),
+        help=f"comma-separated, injected in turn; of {', '.join(FAULTS)}",
+    )
+    parser.add_argument("--fault-every", type=float, default=d.fault_spacing_s, help="seconds between faults")
+    parser.add_argument(
         "--no-pin", action="store_true", help="do not pin the runner and the services to CPUs"
     )
     parser.add_argument(
@@ -45,10 +52,20 @@ def parse(argv: list[str]) -> SoakOptions:
         seed=args.seed,
         broker_pause_s=args.broker_pause,
         drain_timeout_s=args.drain_timeout,
+        faults=_faults(parser, args.faults),
+        fault_spacing_s=args.fault_every,
         pin=not args.no_pin,
         workdir=args.workdir,
         keep=args.keep,
     )
+
+
+def _faults(parser: argparse.ArgumentParser, text: str) -> tuple[str, ...]:
+    kinds = tuple(kind.strip() for kind in text.split(",") if kind.strip())
+    unknown = [kind for kind in kinds if kind not in FAULTS]
+    if unknown or not kinds:
+        parser.error(f"--faults: unknown {unknown or 'none given'}; choose from {', '.join(FAULTS)}")
+    return kinds
 
 
 def main(argv: list[str]) -> int:
