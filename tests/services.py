@@ -116,7 +116,7 @@ class ServerProcess:
     argv: list[str] = field(repr=False)
     ready: Callable[[int], bool] = field(default=tcp_accepts, repr=False)
     host: str = HOST
-    env: Mapping[str, str] | None = field(default=None, repr=False)  # added to this process's env
+    env: Mapping[str, str] | None = field(default=None, repr=False)  # whole environment; None: ours
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _paused: bool = field(default=False, init=False, repr=False)
 
@@ -141,9 +141,8 @@ class ServerProcess:
         if self.running:
             return
         with self.log_path.open("ab") as log:
-            env = None if self.env is None else {**os.environ, **self.env}
             self._proc = subprocess.Popen(
-                self.argv, cwd=self.workdir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+                self.argv, cwd=self.workdir, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
             )
         self._paused = False
         wait_until(lambda: self.ready(self.port), self.name, self.log_path, timeout, lambda: self.running)

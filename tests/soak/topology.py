@@ -119,7 +119,9 @@ class Topology:
         name, port = f"{kind}-{len(group) + 1}", free_port()
         workdir = self.root / name
         workdir.mkdir()
-        env = {**self.env(), "RISKHUB_DATA_DIR": str(workdir / "data")}
+        # The runner's own RISKHUB_* (an operator's shell) must not leak into the deployment.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("RISKHUB_")}
+        env = {**inherited, **self.env(), "RISKHUB_DATA_DIR": str(workdir / "data")}
         flag = "--port" if kind == "serve" else "--metrics-port"
         argv = self.argv(kind, flag, str(port))
         process = ServerProcess(name=name, port=port, workdir=workdir, argv=argv, env=env)
