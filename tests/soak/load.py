@@ -131,7 +131,7 @@ class LoadGenerator:
     async def _one(self, replica: int) -> None:
         kind = self.rng.choices(self._kinds, self._weights)[0]
         if kind == "duplicate" and self._pool:
-            write, prepared = self._duplicate(replica)
+            write, prepared = self._duplicate()
         elif kind == "conflict" and self._pool:
             write, prepared = await self._conflict(replica)
         else:
@@ -149,7 +149,7 @@ class LoadGenerator:
         stage = "paper" if kind == "sentinel" else self.rng.choice(STAGES)
         return await self._prepare(kind, world, doc, stage, replica, offload=kind == "byref")
 
-    def _duplicate(self, replica: int) -> tuple[Write, PreparedSnapshot]:
+    def _duplicate(self) -> tuple[Write, PreparedSnapshot]:
         original, prepared = self.rng.choice(self._pool)
         write = Write(
             "duplicate",
