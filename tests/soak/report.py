@@ -74,10 +74,12 @@ def render(result: SoakResult) -> str:
     """The whole report."""
     o = result.options
     drained = f"{result.drained_s:.1f} s" if result.drained_s is not None else "NOT drained (timeout)"
+    kept = not result.ok or o.keep  # a passing soak removes its work directory
     head = (
         f"riskhub soak: {o.duration_s:.0f} s of load, {o.worlds} worlds x 3 stages, 2 serve + 2 worker"
         f" processes, {o.rate:g} writes/s (<= {o.concurrency} in flight), seed {o.seed};"
-        f" drained {drained} after the load; logs in {result.workdir}"
+        f" drained {drained} after the load; "
+        + (f"logs in {result.workdir}" if kept else "work directory removed (--keep keeps it)")
     )
     verdict = (
         "OK: lost 0, double 0, orphan blobs 0"
