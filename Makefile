@@ -1,10 +1,11 @@
-# riskhub: `make run` serves on embedded defaults, `make test` runs everything, `make bench` measures.
+# riskhub: `make run` serves on embedded defaults, `make test` runs everything, `make bench` measures,
+# `make soak` runs the production topology for 10 minutes under load and faults and prints a ledger.
 export UV_PYTHON_DOWNLOADS := never
 UV := python3 -m uv
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test bench fuzz lint format sync ensure-uv system-deps
+.PHONY: run test bench fuzz soak lint format sync ensure-uv system-deps
 
 ensure-uv:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check "uv>=0.4,<1"
@@ -35,3 +36,7 @@ bench: system-deps sync
 
 fuzz: system-deps sync
 	RISKHUB_FUZZ_EXAMPLES=$${RISKHUB_FUZZ_EXAMPLES:-500} $(UV) run --frozen pytest -q tests/e2e/test_fuzz_api.py
+
+# SOAK_ARGS e.g. "--duration 120 --rate 10" (python -m soak --help); exits 1 on any loss.
+soak: system-deps sync
+	PYTHONPATH=tests $(UV) run --frozen python -m soak $(SOAK_ARGS)

@@ -116,6 +116,7 @@ class ServerProcess:
     argv: list[str] = field(repr=False)
     ready: Callable[[int], bool] = field(default=tcp_accepts, repr=False)
     host: str = HOST
+    env: Mapping[str, str] | None = field(default=None, repr=False)  # whole environment; None: ours
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _paused: bool = field(default=False, init=False, repr=False)
 
@@ -141,7 +142,7 @@ class ServerProcess:
             return
         with self.log_path.open("ab") as log:
             self._proc = subprocess.Popen(
-                self.argv, cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+                self.argv, cwd=self.workdir, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
             )
         self._paused = False
         wait_until(lambda: self.ready(self.port), self.name, self.log_path, timeout, lambda: self.running)
@@ -160,6 +161,15 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL the server and reap it, as a crash would: nothing is flushed or closed cleanly."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.kill()  # a stopped (paused) process dies of SIGKILL too
+        proc.wait()
+        self._paused = False
 
     def pause(self) -> None:
         """Freeze the server with SIGSTOP: connections hang but state is kept."""
