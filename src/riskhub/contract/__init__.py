@@ -6,17 +6,24 @@ Every rejection names the field (``ContractError.field``) and says what was expe
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import blake3
-
 from riskhub.config import DEFAULT_STAGES, DEFAULT_TTL_S, MAX_CLOCK_SKEW_S, MAX_TEXT_CHARS, MAX_TTL_S
 from riskhub.contract.canonical import NonFiniteNumber, canonical_json, loads_exact
+from riskhub.contract.hashing import HASH_ALGORITHMS as HASH_ALGORITHMS
+from riskhub.contract.hashing import HASH_PATTERN
+from riskhub.contract.hashing import OFFLOADABLE_PARTS as OFFLOADABLE_PARTS
+from riskhub.contract.hashing import SERVER_FIELDS as SERVER_FIELDS
+from riskhub.contract.hashing import dedupe_key as dedupe_key
+from riskhub.contract.hashing import digest as digest
+from riskhub.contract.hashing import hashed_view as hashed_view
+from riskhub.contract.hashing import risk_snapshot_dedupe_key as risk_snapshot_dedupe_key
+from riskhub.contract.hashing import snapshot_hash as snapshot_hash
+from riskhub.contract.hashing import verify_hash as verify_hash
 from riskhub.contract.numbers import (
     check_covariance,
     check_stress,
@@ -27,16 +34,8 @@ from riskhub.contract.numbers import (
 from riskhub.contract.shape import MAX_DEPTH, check_shape
 from riskhub.errors import ContractError, Forbidden, MalformedRequest
 
-HASH_ALGORITHMS = ("sha256", "blake3")
-OFFLOADABLE_PARTS = ("covariance", "realized_returns", "stress")
-# Set by the hub, never hashed, ignored when a producer sends them.
-SERVER_FIELDS = frozenset(
-    {"created_at", "expired", "retracted", "hub_offloaded", "event_version", "idempotency_key"}
-)
-
 WORLD_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 _WORLD_ID = re.compile(WORLD_ID_PATTERN[1:-1])
-_HASH = re.compile("(" + "|".join(HASH_ALGORITHMS) + "):([0-9a-f]{64})")
 # What no store can index: NUL (PostgreSQL text) and lone surrogates (not encodable as UTF-8).
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
@@ -73,26 +72,6 @@ class Snapshot:
     def dedupe_key(self) -> str:
         """The consumer's idempotency key for this snapshot."""
         return dedupe_key(self.world_id, self.version, self.hash, self.actor, self.stage)
-
-
-def dedupe_key(world_id: str, version: str, hash_: str, actor: str, stage: str | None) -> str:
-    """``world_id|version|hash|actor|stage`` (an absent stage is the empty string)."""
-    return f"{world_id}|{version}|{hash_}|{actor}|{stage or ''}"
-
-
-def risk_snapshot_dedupe_key(payload: Mapping[str, Any]) -> str:
-    """The queue standards' consumer dedupe key of a snapshot payload (as stored, served or carried
-    by an event): ``dedupe_key`` of its world_id, version, hash, provenance actor and stage."""
-    provenance = payload.get("provenance")
-    if not isinstance(provenance, Mapping):
-        provenance = {}
-    return dedupe_key(
-        str(payload.get("world_id", "")),
-        str(payload.get("version", "")),
-        str(payload.get("hash", "")),
-        str(provenance.get("actor", "")),
-        provenance.get("stage"),
-    )
 
 
 def parse_json(raw: bytes) -> Any:
@@ -132,43 +111,6 @@ def check_referenced_part(part: str, content: bytes, weights: Mapping[str, Any])
         _PART_CHECKS[part]({"weights": weights, part: value})
     except ContractError as exc:
         raise ContractError(f"{ref_field}: the referenced {exc}", field=ref_field) from None
-
-
-def digest(canonical: bytes, algorithm: str) -> str:
-    """``"<algo>:<hex>"`` of canonical bytes."""
-    if algorithm == "sha256":
-        return "sha256:" + hashlib.sha256(canonical).hexdigest()
-    if algorithm == "blake3":
-        return "blake3:" + blake3.blake3(canonical).hexdigest()
-    raise ValueError(f"unknown hash algorithm {algorithm!r}")
-
-
-def snapshot_hash(body: Mapping[str, Any], algorithm: str = "sha256") -> str:
-    """Hash of a normalized snapshot body (what a producer sends as ``hash``)."""
-    return digest(canonical_json(body), algorithm)
-
-
-def hashed_view(stored: Mapping[str, Any], resolve: Callable[[str], Any]) -> dict[str, Any]:
-    """What a stored, served or event snapshot's ``hash`` certifies: hub-offloaded refs resolved
-    back under their part names (``resolve(ref)`` returns the part), server fields and hash
-    removed. An ``expand=true`` answer holds a producer's ref and also the part it resolved to
-    (a producer sends one or the other, never both): the ref is what was hashed, the copy goes."""
-    view = {k: v for k, v in stored.items() if k not in SERVER_FIELDS and k != "hash"}
-    for part in stored.get("hub_offloaded") or ():
-        view[part] = resolve(view.pop(f"{part}_ref"))
-    for part in OFFLOADABLE_PARTS:
-        if part in view and f"{part}_ref" in view:
-            del view[part]
-    return view
-
-
-def verify_hash(stored: Mapping[str, Any], resolve: Callable[[str], Any]) -> bool:
-    """True when a stored or event snapshot matches its own ``hash``."""
-    claimed = stored.get("hash")
-    match = _HASH.fullmatch(claimed) if isinstance(claimed, str) else None
-    if match is None:
-        return False
-    return snapshot_hash(hashed_view(stored, resolve), match.group(1)) == claimed
 
 
 def check_stored_text(value: str, field_name: str) -> str:
@@ -410,14 +352,14 @@ def _agree(name: str, header: str, from_header: str | None, from_body: Any) -> s
 
 
 def _hash_algorithm(supplied: Any) -> str | None:
-    match = _HASH.fullmatch(supplied) if isinstance(supplied, str) else None
+    match = HASH_PATTERN.fullmatch(supplied) if isinstance(supplied, str) else None
     return match.group(1) if match else None
 
 
 def _check_hash(supplied: Any, digests: dict[str, str]) -> str:
     if supplied is None:
         return digests["sha256"]
-    match = _HASH.fullmatch(supplied) if isinstance(supplied, str) else None
+    match = HASH_PATTERN.fullmatch(supplied) if isinstance(supplied, str) else None
     if match is None:
         raise ContractError(
             'hash: must be "sha256:<64 hex>" or "blake3:<64 hex>"',
