@@ -45,8 +45,7 @@ from riskhub.events import retraction_event, snapshot_event
 from riskhub.logs import clip
 from riskhub.memory import release_freed_memory
 from riskhub.metrics import Metrics, stage_label
-from riskhub.model import InsertResult, RiskRecord, StoredSnapshot
-from riskhub.risk.results import RISK_WORKER, risk_answer, risk_summary
+from riskhub.model import InsertResult, StoredSnapshot
 from riskhub.store import SnapshotStore
 
 log = logging.getLogger(__name__)
@@ -337,33 +336,6 @@ class Hub:
             version: dumps_compact({"reason": reason, "at": iso_utc(at)})
             for version, (reason, at) in found.items()
         }
-
-    # --- risk results ----------------------------------------------------------------------------
-
-    async def latest_risk(self, world_id: str, *, stage: str | None = None) -> dict[str, Any]:
-        """The risk results of the snapshot ``latest_snapshot`` serves (same 404s)."""
-        snapshot = await self.latest_snapshot(world_id, stage=stage)
-        return risk_answer(snapshot, await self._risk_record(snapshot), self.clock())
-
-    async def risk_of_version(self, world_id: str, version: str | None) -> dict[str, Any]:
-        """The risk results of one version."""
-        if version is None:
-            raise ContractError("version: required", field="version")
-        snapshot = await self.lookup_snapshot(world_id, version=version, as_of=None)
-        return risk_answer(snapshot, await self._risk_record(snapshot), self.clock())
-
-    async def risk_history(
-        self, world_id: str, *, limit: int, stage: str | None = None
-    ) -> list[dict[str, Any]]:
-        """A world's risk figures over its snapshots, newest first (a chart's series)."""
-        snapshots = await self.list_snapshots(world_id, limit=limit, stage=stage)
-        records = await self.store.risk_records([s.dedupe_key for s in snapshots], RISK_WORKER)
-        now = self.clock()
-        return [risk_summary(s, records.get(s.dedupe_key), now) for s in snapshots]
-
-    async def _risk_record(self, snapshot: StoredSnapshot) -> RiskRecord | None:
-        records = await self.store.risk_records([snapshot.dedupe_key], RISK_WORKER)
-        return records.get(snapshot.dedupe_key)
 
     async def expand(self, snapshot: StoredSnapshot) -> dict[str, Any]:
         """The snapshot with every ``*_ref`` resolved inline (digest-verified); hub-offloaded parts

@@ -18,6 +18,7 @@ from riskhub.api.routes import (
 )
 from riskhub.contract.canonical import dumps_compact
 from riskhub.hub import MAX_LIST_LIMIT
+from riskhub.results import RiskResults
 
 router = APIRouter(prefix="/risk-hub/worlds/{world_id}/risk")
 
@@ -50,7 +51,7 @@ async def latest_risk(world_id: WorldId, request: Request) -> Response:
     ``done`` with the figures, ``failed`` with the error once dead-lettered."""
     parts = authorize(request, write=False)
     q = query(request, LatestRiskQuery)
-    answer = await parts.hub.latest_risk(world_id, stage=check_read_stage(parts, q.stage))
+    answer = await RiskResults(parts.hub).latest(world_id, stage=check_read_stage(parts, q.stage))
     return Response(dumps_compact(answer), media_type=JSON)
 
 
@@ -59,7 +60,9 @@ async def risk_of_version(world_id: WorldId, request: Request) -> Response:
     """Risk results of one version (``?version=`` required)."""
     parts = authorize(request, write=False)
     q = query(request, VersionRiskQuery)
-    return Response(dumps_compact(await parts.hub.risk_of_version(world_id, q.version)), media_type=JSON)
+    return Response(
+        dumps_compact(await RiskResults(parts.hub).of_version(world_id, q.version)), media_type=JSON
+    )
 
 
 @router.get("/history", responses=READ_ERRORS, openapi_extra=documented(RiskHistoryQuery))
@@ -68,5 +71,5 @@ async def risk_history(world_id: WorldId, request: Request) -> Response:
     parts = authorize(request, write=False)
     q = query(request, RiskHistoryQuery)
     stage = check_read_stage(parts, q.stage)
-    points = await parts.hub.risk_history(world_id, limit=q.limit, stage=stage)
+    points = await RiskResults(parts.hub).history(world_id, limit=q.limit, stage=stage)
     return Response(dumps_compact({"world_id": world_id, "history": points}), media_type=JSON)
