@@ -9,10 +9,12 @@ bytes against the address. Refs: ``file://<root>/<hex>.json``, ``s3://<bucket>/<
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import re
 import tempfile
+import time
 from collections.abc import Awaitable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -30,6 +32,7 @@ from riskhub.contract.canonical import canonical_json, loads_exact
 from riskhub.errors import BlobCorrupted, BlobMissing, BlobStoreUnavailable, ContractError, translated
 
 _HEX = r"[0-9a-f]{64}"
+TEMP_FILE_MAX_AGE_S = 3600.0  # a temp file this old belongs to no write still running
 
 
 def content_address(content: bytes) -> str:
@@ -91,6 +94,20 @@ class FileBlobStore:
         """Content address of a ``file://<root>/<hex>.json`` ref."""
         match = self._ref.fullmatch(ref)
         return match.group(1) if match else None
+
+    async def sweep_temp_files(self, older_than_s: float = TEMP_FILE_MAX_AGE_S) -> int:
+        """Delete the temp files of writes that died half-way (kill -9 between the write and the
+        rename), once older than any write still running; returns how many."""
+        return await asyncio.to_thread(self._sweep, time.time() - older_than_s)
+
+    def _sweep(self, before: float) -> int:
+        removed = 0
+        for path in self._root.glob(".tmp-*") if self._root.is_dir() else ():
+            with contextlib.suppress(FileNotFoundError):  # another process swept it first
+                if path.stat().st_mtime < before:
+                    path.unlink()
+                    removed += 1
+        return removed
 
     async def put(self, content: bytes, *, pin: bool = False) -> str:
         """Write atomically and durably (temp file, fsync, rename). Files never expire."""

@@ -53,6 +53,10 @@ class Components:
     async def start(self, *, background: bool = True) -> None:
         """Open the store (migrations) and start the relay/consumer tasks the settings ask for."""
         await self.store.open()
+        if isinstance(self.blobs, FileBlobStore):
+            swept = await self.blobs.sweep_temp_files()
+            if swept:
+                log.warning("removed %d temp files of blob writes that died half-way", swept)
         if background and self.settings.run_relay:
             await self.store.listen(self.relay.notify)
         if self.memory_bus is not None and self.settings.run_consumer:

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import HubClient, httpx_json, sample_snapshot
+from riskhub.bootstrap import build_components
+
+from conftest import HubClient, httpx_json, hub_settings, sample_snapshot
 
 
 def error_of(response: Any) -> dict[str, Any]:
@@ -127,3 +132,22 @@ async def test_json_numbers_still_parse_exactly_after_the_shape_checks(hub: HubC
     assert (await hub.post("w1", body)).status_code == 201
     stored = (await hub.get("/risk-hub/worlds/w1/snapshots/latest")).content
     assert json.loads(stored)["constraints"] == {"big": 10**30, "f": 0.1}
+
+
+async def test_temp_files_of_blob_writes_killed_half_way_are_swept_at_start(tmp_path: Path) -> None:
+    """kill -9 between a blob's write and its rename left `.tmp-*` files for good; the embedded
+    hub sweeps those older than an hour when it starts, and leaves younger ones (a write of another
+    process may still be running)."""
+    root = tmp_path / "data" / "blobs"
+    root.mkdir(parents=True)
+    stale, fresh = root / ".tmp-abc", root / ".tmp-def"
+    stale.write_bytes(b'{"half":')
+    fresh.write_bytes(b'{"half":')
+    old = time.time() - 7200
+    os.utime(stale, (old, old))
+    parts = build_components(hub_settings(tmp_path))
+    await parts.start(background=False)
+    try:
+        assert not stale.exists() and fresh.exists()
+    finally:
+        await parts.stop()

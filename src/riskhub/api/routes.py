@@ -193,7 +193,8 @@ async def list_snapshots(world_id: WorldId, request: Request) -> Response:
 
 @router.get("/lookup", responses=READ_ERRORS, openapi_extra=documented(LookupQuery))
 async def lookup_snapshot(world_id: WorldId, request: Request) -> Response:
-    """One snapshot by ``version``, or the newest at or before ``as_of``."""
+    """One snapshot by ``version``, or the newest at or before ``as_of``: give exactly one of the
+    two (neither or both is a 422 naming ``version``)."""
     parts = authorize(request, write=False)
     q = query(request, LookupQuery)
     snapshot = await parts.hub.lookup_snapshot(world_id, version=q.version, as_of=q.as_of)
