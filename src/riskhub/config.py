@@ -1,19 +1,18 @@
 """One typed Settings object, read from env ``RISKHUB_*``; embedded defaults when nothing is set.
 
 Every default of a setting is written here once; the contract, the adapters and the client take
-theirs from the constants below (so this module imports nothing of riskhub at module level).
+theirs from the constants below (so this module imports nothing of riskhub).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Final, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-
-if TYPE_CHECKING:
-    from riskhub.contract import ContractRules
 
 CommaList = Annotated[list[str], NoDecode]
 
@@ -65,6 +64,23 @@ EVENT_ENVELOPE_BYTES: Final = 8 * 1024  # an event's record beyond its data (env
 CONSUMER_LAG_WARN: Final = 1000  # the runbook's alert threshold
 OUTBOX_AGE_WARN_S: Final = 60.0  # the runbook's alert threshold on the oldest unsent event
 DOCTOR_TIMEOUT_S: Final = 10.0  # per check: a hung service is a failed line, not a hung doctor
+
+
+@dataclass(frozen=True, slots=True)
+class ContractRules:
+    """The configurable part of the contract (re-exported by ``riskhub.contract``)."""
+
+    default_ttl_s: int = DEFAULT_TTL_S
+    max_ttl_s: int = MAX_TTL_S
+    allowed_stages: frozenset[str] = DEFAULT_STAGES
+    allowed_actors: frozenset[str] = frozenset()  # empty: any actor
+    require_stage: bool = False
+    max_clock_skew_s: int = MAX_CLOCK_SKEW_S  # how far in the future an as_of may be
+
+
+def stage_allowlist(stages: Iterable[str]) -> frozenset[str]:
+    """A stage allowlist, case-normalized like the stages it admits."""
+    return frozenset(stage.lower() for stage in stages)
 
 
 class Settings(BaseSettings):
@@ -164,8 +180,6 @@ class Settings(BaseSettings):
     @field_validator("allowed_stages")
     @classmethod
     def _lower_stages(cls, value: list[str]) -> list[str]:
-        from riskhub.contract import stage_allowlist  # the contract imports this module
-
         return sorted(stage_allowlist(value))
 
     @property
@@ -176,8 +190,6 @@ class Settings(BaseSettings):
     @property
     def contract_rules(self) -> ContractRules:
         """The contract's configurable rules."""
-        from riskhub.contract import ContractRules, stage_allowlist  # the contract imports this module
-
         return ContractRules(
             default_ttl_s=self.default_ttl_sec,
             max_ttl_s=self.max_ttl_sec,

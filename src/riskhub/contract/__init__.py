@@ -7,12 +7,14 @@ Every rejection names the field (``ContractError.field``) and says what was expe
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from riskhub.config import DEFAULT_STAGES, DEFAULT_TTL_S, MAX_CLOCK_SKEW_S, MAX_TEXT_CHARS, MAX_TTL_S
+from riskhub.config import MAX_TEXT_CHARS
+from riskhub.config import ContractRules as ContractRules
+from riskhub.config import stage_allowlist as stage_allowlist
 from riskhub.contract.canonical import NonFiniteNumber, canonical_json, loads_exact
 from riskhub.contract.hashing import HASH_ALGORITHMS as HASH_ALGORITHMS
 from riskhub.contract.hashing import HASH_PATTERN
@@ -38,18 +40,6 @@ WORLD_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 _WORLD_ID = re.compile(WORLD_ID_PATTERN[1:-1])
 # What no store can index: NUL (PostgreSQL text) and lone surrogates (not encodable as UTF-8).
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-
-
-@dataclass(frozen=True, slots=True)
-class ContractRules:
-    """The configurable part of the contract."""
-
-    default_ttl_s: int = DEFAULT_TTL_S
-    max_ttl_s: int = MAX_TTL_S
-    allowed_stages: frozenset[str] = DEFAULT_STAGES
-    allowed_actors: frozenset[str] = frozenset()  # empty: any actor
-    require_stage: bool = False
-    max_clock_skew_s: int = MAX_CLOCK_SKEW_S  # how far in the future an as_of may be
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,11 +136,6 @@ def shown(value: object, limit: int = 80) -> str:
 def normalize_stage(stage: str | None) -> str | None:
     """A stage as the hub keeps it: lower case; absent or empty is None."""
     return stage.lower() if stage else None
-
-
-def stage_allowlist(stages: Iterable[str]) -> frozenset[str]:
-    """A stage allowlist, case-normalized like the stages it admits."""
-    return frozenset(stage.lower() for stage in stages)
 
 
 def check_stage(stage: str | None, allowed: frozenset[str], field_name: str) -> str | None:
