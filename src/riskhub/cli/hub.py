@@ -7,8 +7,7 @@ import shlex
 import signal
 import socket
 from pathlib import Path
-from types import FrameType
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from prometheus_client import CollectorRegistry, start_http_server
@@ -25,9 +24,6 @@ from riskhub.cli.common import (
 )
 from riskhub.cli.token_file import KeptToken, kept_token
 from riskhub.config import DATA_DIR, HOST, PORT, Settings
-
-if TYPE_CHECKING:
-    import uvicorn
 from riskhub.tokens import TokenSource
 
 
@@ -43,6 +39,7 @@ def serve(
     import uvicorn
 
     from riskhub.api.app import create_app
+    from riskhub.cli.serving import GracefulServer, run_until_stopped
 
     settings = Settings(host=host, port=port, data_dir=data_dir)
     configure_logging(log_level, settings.log_format)
@@ -65,7 +62,7 @@ def serve(
         proxy_headers=False,
     )
     tune_gc_for_service()
-    _run_until_stopped(uvicorn.Server(config))
+    run_until_stopped(GracefulServer(config))
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -101,21 +98,6 @@ def _print_kept_token(kept: KeptToken) -> None:
     typer.echo(f"read-write token: the one kept in {kept.path} ({choose})")
     if kept.readable_by_others():
         typer.echo(f"warning: {kept.path} is readable by other users: chmod 600 it", err=True)
-
-
-def _run_until_stopped(server: uvicorn.Server) -> None:
-    """Serve until Ctrl-C or SIGTERM, then return: a stop that was asked for exits 0.
-
-    Once shut down, uvicorn raises the signal again into the handlers it found at its start,
-    so that the process dies of it: `uv run` then exits 130 (143) and `make run` adds
-    "make: *** [run] Error 130". The handlers it finds here let the repeat pass."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, _stop_already_handled)
-    server.run()
-
-
-def _stop_already_handled(signum: int, frame: FrameType | None) -> None:
-    """uvicorn's re-raise after a graceful shutdown: nothing is left to do."""
 
 
 MetricsPort = Annotated[int, typer.Option(help="Prometheus /metrics port (0: off)")]
