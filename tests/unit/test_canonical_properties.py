@@ -15,7 +15,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from riskhub.contract import digest, normalize_snapshot, snapshot_hash
-from riskhub.contract.canonical import canonical_json, merge_objects
+from riskhub.contract.canonical import canonical_json, loads_exact, merge_objects
 from vectors import VECTOR_BLAKE3, VECTOR_SHA256, VECTOR_TEXT
 
 from conftest import sample_snapshot
@@ -136,7 +136,10 @@ def snapshots(draw: st.DrawFn) -> dict[str, Any]:
             ids, st.lists(point, min_size=1, max_size=5), min_size=1, max_size=4
         )
         | st.lists(point, min_size=1, max_size=5),
-        "stress": st.dictionaries(ids, st.dictionaries(ids, finite, max_size=3), max_size=3),
+        # metric names other than "shocks" (a mapping id -> return, checked against weights)
+        "stress": st.dictionaries(
+            ids, st.dictionaries(ids.filter(lambda k: k != "shocks"), finite, max_size=3), max_size=3
+        ),
         "constraints": st.dictionaries(text, json_values, max_size=3),
         "covariance": st.just({f"{a},{a}": 0.01 for a in w}),
         "x_extra": json_values,
@@ -201,3 +204,48 @@ def test_the_vector_does_not_depend_on_where_actor_and_stage_come_from() -> None
     assert digest(canonical_json(snap.body), "blake3") == VECTOR_BLAKE3
     from_body = normalize_snapshot(sample_snapshot(), world_id="w1")
     assert from_body.digests["sha256"] == VECTOR_SHA256
+
+
+# Text that looks like orjson's tiny floats, where the respelling must not reach (inside strings),
+# and numbers that only contain the marker (10.00001).
+number_like_text = st.sampled_from(
+    ["0.00001", "x:0.00001", "[0.0000393,", "1.5e-7", "e-5", ":-0.00002]", "a\\0.00001", '"0.00001"']
+)
+tiny_values = st.floats(min_value=1e-10, max_value=1e-4) | st.floats(min_value=-1e-4, max_value=-1e-10)
+marker_holders = st.sampled_from([10.00001, -10.00001, 100.00003, 20.000015, 1e-4, 1.5e-7])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        number_like_text | text,
+        st.lists(tiny_values | marker_holders | number_like_text, max_size=30) | tiny_values,
+        max_size=12,
+    )
+)
+@example({"0.00001": [3.93e-05, "x:0.00001", 1.5e-07], "y": 10.00001})
+@example({"[0.0000393,": 4.2e-05})
+def test_tiny_floats_are_respelled_only_outside_strings(value: Any) -> None:
+    assert canonical_json(value) == reference(value)
+
+
+def test_a_numpy_producers_covariance_is_exactly_json_dumps() -> None:
+    rng = random.Random(7)
+    ids = [f"s{i:03d}" for i in range(20)]
+    cov = {f"{a},{b}": rng.gauss(0, 4e-5) for a in ids for b in ids}
+    doc = {"covariance": cov, "weights": {a: rng.random() / 20 for a in ids}, "tiny": [1e-5, 9.9e-5, 1e-10]}
+    assert canonical_json(doc) == reference(doc)
+
+
+full_precision = st.floats(min_value=-1, max_value=1, allow_nan=False).filter(lambda x: abs(x) > 1e-300)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(full_precision | integers, max_size=20))
+@example([0.0012345678901234567, 2**64, -(2**63) - 1, 18446744073709551615])
+@example([1.2345678901234567e-05, 12345678901234567890123])
+def test_loads_exact_parses_as_json_loads(values: list[Any]) -> None:
+    text = json.dumps({"v": values})
+    parsed = loads_exact(text.encode())
+    assert parsed == json.loads(text)
+    assert [type(v) for v in parsed["v"]] == [type(v) for v in values]

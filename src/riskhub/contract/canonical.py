@@ -1,19 +1,21 @@
 """Canonical JSON: byte-for-byte Python's ``json.dumps(obj, sort_keys=True, separators=(",", ":"))``.
 
 Peers verify snapshot hashes with ``json.dumps``, so every byte matters. ``json.dumps`` spends
-~400 us on a 14 KB snapshot, almost all of it in float repr; orjson needs ~20 us and writes the
-same bytes except for:
+~300 us on a numpy producer's 16 KB snapshot, almost all of it in float repr; orjson needs ~15 us.
+Both write a float's shortest round-trip digits, and orjson writes the same bytes except for:
 
-* floats of magnitude in [1e-9, 1e-4): orjson writes ``0.0000393`` and ``1.5e-7`` where Python
-  writes ``3.93e-05`` and ``1.5e-07``;
+* floats of magnitude in [1e-5, 1e-4): orjson writes ``0.0000393``, Python ``3.93e-05``;
+* floats of magnitude in [1e-10, 1e-5): orjson writes ``1.5e-7``, Python ``1.5e-07``;
 * non-ASCII text and DEL (0x7f), which Python escapes and orjson does not;
 * values orjson refuses (integers beyond 64 bits, lone surrogates).
 
-Real return series hold a few such tiny floats, so those tokens are rewritten one by one with
-Python's own ``repr`` (many of them: ``json.dumps`` is cheaper). A rewrite must never touch
-text inside a string; see ``_rewrite_numbers``. Anything else (backslashes next to a rewrite,
-non-ASCII, DEL, refused values) goes to ``json.dumps``. A property test compares this module
-with ``json.dumps`` on generated documents.
+Daily variances and covariances are mostly such tiny floats (hundreds per snapshot), so they are
+respelled as text, never as numbers and never one by one in Python: the digits stay, only their
+layout changes (``0.0000`` + ``393`` -> ``3`` ``.`` ``93`` ``e-05``). Text inside strings must not
+be touched: without backslashes every other quote opens a string, so splitting on quotes isolates
+the text between strings, and only that is rewritten. Anything else (a backslash, non-ASCII,
+DEL, a refused value, a number such as ``10.00001`` that only looks tiny) goes to ``json.dumps``.
+A property test compares this module with ``json.dumps`` on generated documents.
 """
 
 from __future__ import annotations
@@ -21,20 +23,18 @@ from __future__ import annotations
 import json
 import math
 import re
-from itertools import islice
+from itertools import repeat
 from typing import Any
 
 import orjson
 
-# orjson spells a number differently from Python only if it contains one of these markers.
-# ``bytes.find`` locates the decimal one fast; for a two-byte needle it crawls (~1.4 GB/s), and a
-# literal ``re`` is ~3x faster there: it only stops at each "e". (``re`` alternations are slow.)
-_TINY_DECIMAL = b"0.0000"
-_TINY_EXPONENT = re.compile(rb"e-")
-_NUMBER = re.compile(rb"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
-_NUMBER_CHARS = frozenset(b"0123456789.")
-# Past this many marker hits json.dumps is cheaper than rewriting them one by one.
-MAX_REWRITES = 32
+# The two spellings orjson gives tiny floats, as ``re.split`` patterns: the groups are the pieces
+# Python's spelling rearranges. A literal prefix keeps each search at memchr speed.
+_DECIMAL_TINY = re.compile(rb"0\.0000([1-9])(\d*)")  # 0.0000393 -> ("3", "93")
+_SHORT_EXPONENT = re.compile(rb"e-([1-9])(?!\d)")  # e-7 -> ("7",)
+_NUMBER_STARTS = (b":0.0000", b",0.0000", b"[0.0000", b"-0.0000")  # what may precede a number
+_NOT_BETWEEN_STRINGS = b"\0"  # joins the text between strings; JSON text never holds a raw NUL
+_DOT_UNLESS_EMPTY = {b"": b""}  # .get(rest, b".")
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -45,47 +45,44 @@ def canonical_json(obj: Any) -> bytes:
         return _reference(obj)
     if not raw.isascii() or b"\x7f" in raw:
         return _reference(obj)
-    hits = _marker_positions(raw)
-    if not hits:
+    if b"0.0000" not in raw and b"e-" not in raw:
         return raw
-    if len(hits) > MAX_REWRITES or b"\\" in raw:
+    if b"\\" in raw:
+        return _reference(obj)  # an escaped quote would break the quote parity below
+    pieces = raw.split(b'"')
+    between_strings = _NOT_BETWEEN_STRINGS.join(pieces[0::2])
+    if _numbers_only_look_tiny(between_strings):
         return _reference(obj)
-    return _rewrite_numbers(raw, hits)
+    pieces[0::2] = _respell_tiny_floats(between_strings).split(_NOT_BETWEEN_STRINGS)
+    return b'"'.join(pieces)
 
 
-def _marker_positions(raw: bytes) -> list[int]:
-    """Where the markers are, sorted; past ``MAX_REWRITES`` hits, just one more."""
-    hits = [match.start() for match in islice(_TINY_EXPONENT.finditer(raw), MAX_REWRITES + 1)]
-    at = raw.find(_TINY_DECIMAL)
-    while at != -1 and len(hits) <= MAX_REWRITES:
-        hits.append(at)
-        at = raw.find(_TINY_DECIMAL, at + 1)
-    return sorted(hits)
+def _numbers_only_look_tiny(text: bytes) -> bool:
+    """True when a ``0.0000`` in ``text`` (no strings in it) is not the start of a number: the
+    middle of ``10.00001``, which json.dumps then writes."""
+    markers = text.count(b"0.0000")
+    return markers > 0 and markers != sum(map(text.count, _NUMBER_STARTS))
 
 
-def _rewrite_numbers(raw: bytes, hits: list[int]) -> bytes:
-    """Replace each number token holding a marker by Python's repr of its value. Without
-    backslashes no quote is escaped, so a hit is inside a string iff the quotes before it are
-    odd in number; such hits are text, written alike by both, and left alone."""
-    pieces: list[bytes] = []
-    done = quotes = counted = 0
-    for at in hits:
-        quotes += raw.count(b'"', counted, at)
-        counted = at
-        if quotes % 2 or at < done:
-            continue
-        start = at
-        while start > 0 and raw[start - 1] in _NUMBER_CHARS:
-            start -= 1
-        if start > 0 and raw[start - 1] == 0x2D:  # '-'
-            start -= 1
-        token = _NUMBER.match(raw, start)
-        if token is None or token.end() <= at:
-            continue
-        pieces += (raw[done:start], repr(float(token.group())).encode())
-        done = token.end()
-    pieces.append(raw[done:])
-    return b"".join(pieces)
+def _respell_tiny_floats(text: bytes) -> bytes:
+    """orjson's tiny floats in ``text`` (no strings in it) spelled as Python spells them."""
+    if b"0.0000" in text:
+        # [before, first, rest, between, first, rest, ..., after] -> before first . rest e-05 ...
+        parts = _DECIMAL_TINY.split(text)
+        firsts, rests = parts[1::3], parts[2::3]
+        spelled: list[bytes] = [b"e-05"] * (5 * len(firsts) + 1)
+        spelled[0::5] = parts[0::3]
+        spelled[1::5] = firsts
+        spelled[2::5] = map(_DOT_UNLESS_EMPTY.get, rests, repeat(b"."))
+        spelled[3::5] = rests
+        text = b"".join(spelled)
+    if b"e-" in text:
+        parts = _SHORT_EXPONENT.split(text)  # [before, digit, between, digit, ..., after]
+        spelled = [b"e-0"] * (3 * (len(parts) // 2) + 1)
+        spelled[0::3] = parts[0::2]
+        spelled[2::3] = parts[1::2]
+        text = b"".join(spelled)
+    return text
 
 
 def _reference(obj: Any) -> bytes:
@@ -93,10 +90,22 @@ def _reference(obj: Any) -> bytes:
 
 
 # orjson turns integer literals beyond 64 bits into floats (or refuses them), which json.loads
-# keeps exact. Such literals need a run of 19+ digits; translate + substring search finds one at
-# memory speed. False hits (long decimals, digits in strings) only cost the slower parser.
-_DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+# keeps exact. Such a literal is a run of 19+ digits that starts a number: not after a '.' (the
+# fraction of a full-precision float, 0.0012345678901234567, has runs that long) and not inside
+# a word. Mapping digits to '0', the '.' to itself and every other byte to ' ' lets one substring
+# search find it at memory speed. False hits (an exponent or a string with such a run) only cost
+# the slower parser.
+_DIGITS_AS_ZERO = bytes(
+    0x30 if 0x30 <= byte <= 0x39 else byte if byte == 0x2E else 0x20 for byte in range(256)
+)
 _LONG_DIGIT_RUN = b"0" * 19
+_LONG_INTEGER = b" " + _LONG_DIGIT_RUN
+
+
+def _may_hold_big_integer(data: bytes) -> bool:
+    """True when ``data`` may hold an integer literal orjson cannot keep exact."""
+    digits = data.translate(_DIGITS_AS_ZERO)
+    return _LONG_INTEGER in digits or digits.startswith(_LONG_DIGIT_RUN)
 
 
 class NonFiniteNumber(ValueError):
@@ -111,7 +120,7 @@ def loads_exact(raw: bytes | str, *, finite: bool = False) -> Any:
     """Parse JSON exactly as ``json.loads`` does (big integers stay integers). With ``finite``,
     a NaN or Infinity literal raises ``NonFiniteNumber`` instead of parsing."""
     data = raw.encode() if isinstance(raw, str) else raw
-    if _LONG_DIGIT_RUN not in data.translate(_DIGITS_AS_ZERO):
+    if not _may_hold_big_integer(data):
         try:
             return orjson.loads(data)  # refuses NaN/Infinity itself
         except orjson.JSONDecodeError:
