@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import lru_cache
 from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 from riskhub.config import MAX_TEXT_CHARS
@@ -127,7 +129,9 @@ def _check_keyed_covariance(cov: dict[str, Any], weights: dict[str, Any]) -> Non
     if shape is None or not _all_numbers(cov.values()):
         _name_bad_covariance_entry(cov, weights)
         return
-    for low_high, high_low in shape:  # pairs given both ways must agree
+    if shape.forward(cov) == shape.backward(cov):  # a matrix written out: exactly symmetric
+        return
+    for low_high, high_low in shape.pairs:  # pairs given both ways must agree
         forward, backward = cov[low_high], cov[high_low]
         if not math.isclose(forward, backward):
             where = f"covariance.{low_high}"  # named in sorted order, whichever came first
@@ -136,29 +140,49 @@ def _check_keyed_covariance(cov: dict[str, Any], weights: dict[str, Any]) -> Non
             )
 
 
-def _keyed_covariance_shape(keys: frozenset[str], ids: frozenset[str]) -> tuple[tuple[str, str], ...] | None:
-    """None if a key is not two ids of ``ids``; else the keys given both ways, as
-    ("low,high", "high,low") pairs. Producers send the same universe again and again, and
-    splitting every key was the largest single cost of a write (measured): small key sets are
-    cached. A cached entry holds its key set, so large ones are not, and few are kept: a burst
-    of huge covariances (even refused ones) must not pin their memory for good."""
+@dataclass(frozen=True)
+class CovarianceShape:
+    """The keys of a keyed covariance given both ways, as ("low,high", "high,low") pairs, and
+    getters of their values in pair order (``operator.itemgetter``: one C call for all of them)."""
+
+    pairs: tuple[tuple[str, str], ...]
+    forward: Callable[[dict[str, Any]], Any]
+    backward: Callable[[dict[str, Any]], Any]
+
+
+def _keyed_covariance_shape(keys: frozenset[str], ids: frozenset[str]) -> CovarianceShape | None:
+    """None if a key is not two ids of ``ids``; else the keys given both ways. Producers send the
+    same universe again and again, and splitting every key was the largest single cost of a
+    write (measured): small key sets are cached. A cached entry holds its key set, so large ones
+    are not, and few are kept: a burst of huge covariances (even refused ones) must not pin
+    their memory for good."""
     if len(keys) > SHAPE_CACHE_MAX_KEYS:
         return _covariance_shape(keys, ids)
     return _cached_covariance_shape(keys, ids)
 
 
 @lru_cache(maxsize=16)
-def _cached_covariance_shape(keys: frozenset[str], ids: frozenset[str]) -> tuple[tuple[str, str], ...] | None:
+def _cached_covariance_shape(keys: frozenset[str], ids: frozenset[str]) -> CovarianceShape | None:
     return _covariance_shape(keys, ids)
 
 
-def _covariance_shape(keys: frozenset[str], ids: frozenset[str]) -> tuple[tuple[str, str], ...] | None:
+def _covariance_shape(keys: frozenset[str], ids: frozenset[str]) -> CovarianceShape | None:
     pairs = [key.split(COVARIANCE_SEPARATOR) for key in keys]
     if {*map(len, pairs)} != {2} or not set(chain.from_iterable(pairs)) <= ids:
         return None
-    return tuple(
+    both_ways = tuple(
         (f"{a},{b}", f"{b},{a}") for a, b in sorted(map(tuple, pairs)) if a < b and f"{b},{a}" in keys
     )
+    return CovarianceShape(
+        both_ways, _values_of([p[0] for p in both_ways]), _values_of([p[1] for p in both_ways])
+    )
+
+
+def _values_of(keys: list[str]) -> Callable[[dict[str, Any]], Any]:
+    """A getter of the values of ``keys`` as a tuple (also for zero or one key)."""
+    if len(keys) < 2:
+        return lambda mapping: tuple(mapping[key] for key in keys)
+    return itemgetter(*keys)
 
 
 def _name_bad_covariance_entry(cov: dict[str, Any], weights: dict[str, Any]) -> None:
