@@ -6,10 +6,12 @@ and in the message), nothing stored, and a bump of ``risk_hub_producer_violation
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -646,6 +648,21 @@ async def test_a_ref_to_an_existing_blob_in_the_store_is_accepted(hub: HubClient
     assert stored["covariance_ref"] == ref
     assert "hub_offloaded" not in stored
     assert stored["hash"] == dumps_hash(normalized(sample_snapshot(covariance_ref=ref)))
+
+
+async def test_a_ref_checked_once_is_checked_again_for_other_ids_and_must_still_exist(hub: HubClient) -> None:
+    """The hub remembers refs it checked (a blob's content never changes), per set of weight ids:
+    the same ref under weights without its ids is still refused, and a blob gone since is 422."""
+    ref, _ = await blob_root(hub, b'{"strategy_a,strategy_a":0.04}')
+    await accepted(hub, sample_snapshot(version="v1", covariance_ref=ref))
+    await accepted(hub, sample_snapshot(version="v2", covariance_ref=ref))
+    other_ids = sample_snapshot(version="v3", covariance_ref=ref, weights={"strategy_b": 1.0})
+    error = await rejected(hub, other_ids, status=422, field="covariance_ref", world="w2")
+    assert "strategy_a" in error["message"]
+    assert ref.startswith("file://")  # the embedded hub's store; an operator removes the blob
+    await asyncio.to_thread(Path(ref.removeprefix("file://")).unlink)
+    gone = sample_snapshot(version="v4", covariance_ref=ref)
+    await rejected(hub, gone, status=422, field="covariance_ref", world="w2")
 
 
 # --- actor and stage -----------------------------------------------------------------------------
