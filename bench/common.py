@@ -5,10 +5,8 @@ Plain module next to ``run.py`` (``python bench/run.py`` puts ``bench/`` first o
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import random
 import shutil
 import socket
 import sys
@@ -17,9 +15,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 HOST = "127.0.0.1"
 WRK_CPU = 0  # load generator and every client-side loop of this runner
@@ -37,29 +33,6 @@ class BenchError(RuntimeError):
 
 
 # --------------------------------------------------------------------------- payload
-
-
-def snapshot_payload(seed: int = 20_240_601, strategies: int = 20, points: int = 25) -> str:
-    """A deterministic ~13.9 KB "20-strategy snapshot" whose version is ``__VERSION__``.
-
-    Weights are equal (0.05 each, summing to 1), the covariance is keyed and holds the upper
-    triangle with the diagonal (each symmetric pair once), and ``as_of`` is now (so the
-    snapshot does not expire during the run).
-    """
-    rng = random.Random(seed)
-    ids = [f"strategy_{i:02d}" for i in range(strategies)]
-    doc: dict[str, Any] = {
-        "as_of": datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
-        "version": VERSION_PLACEHOLDER,
-        "weights": dict.fromkeys(ids, round(1 / strategies, 6)),
-        "covariance": {
-            f"{a},{b}": round(rng.uniform(0.001, 0.09), 6) for i, a in enumerate(ids) for b in ids[i:]
-        },
-        "realized_returns": {a: [round(rng.uniform(-0.03, 0.03), 6) for _ in range(points)] for a in ids},
-        "stress": {"crash": {"max_drawdown": 0.25}, "slowdown": {"max_drawdown": 0.12}},
-        "ttl_sec": 3600,
-    }
-    return json.dumps(doc)
 
 
 def body_with_version(payload: str, version: str) -> bytes:

@@ -34,6 +34,11 @@ class Config:
     services: ServiceStarter
     benchmarks: tuple[str, ...]
     relays: bool = True  # False: relay and consumer off, so nothing drains the outbox
+    post_baseline: str = "bare-dict"  # the baseline the POST goal compares with
+    post_goal: float | None = None  # None: POST ratios printed without a goal
+    get_goal: float | None = None
+    count_drain: bool = False  # the POST goal counts the drain of what a run deferred
+    latency_env: Mapping[str, str] | None = None  # "latency" on its own server with these settings
 
 
 def report_pinning(name: str, pids: list[int]) -> None:
@@ -93,11 +98,7 @@ def embedded_services(stack: ExitStack, workdir: Path, options: ServiceOptions) 
 def embedded_api_services(stack: ExitStack, workdir: Path, options: ServiceOptions) -> dict[str, str]:
     """Embedded, API only: the server neither relays nor consumes (as an API replica that leaves
     them to ``riskhub relay`` / ``riskhub worker``); its events stay in the outbox."""
-    return {
-        **embedded_services(stack, workdir, options),
-        "RISKHUB_RUN_RELAY": "false",
-        "RISKHUB_RUN_CONSUMER": "false",
-    }
+    return {**embedded_services(stack, workdir, options), **RELAY_OFF}
 
 
 def pg_redis_services(stack: ExitStack, workdir: Path, options: ServiceOptions) -> dict[str, str]:
@@ -106,6 +107,17 @@ def pg_redis_services(stack: ExitStack, workdir: Path, options: ServiceOptions) 
         "RISKHUB_DATABASE_URL": start_postgres(stack, workdir, options),
         "RISKHUB_REDIS_URL": start_redis(stack, workdir),
     }
+
+
+RELAY_OFF = {"RISKHUB_RUN_RELAY": "false", "RISKHUB_RUN_CONSUMER": "false"}
+RELAY_ON = {"RISKHUB_RUN_RELAY": "true", "RISKHUB_RUN_CONSUMER": "true"}
+
+
+def pg_redis_api_services(stack: ExitStack, workdir: Path, options: ServiceOptions) -> dict[str, str]:
+    """PostgreSQL + Redis, API only: the production shape of an API replica (`riskhub relay` and
+    `riskhub worker` run as their own processes), like the bare asyncpg endpoint it is compared
+    with; the latency runs on a server of its own with relay and consumer on."""
+    return {**pg_redis_services(stack, workdir, options), **RELAY_OFF}
 
 
 def kafka_services(stack: ExitStack, workdir: Path, options: ServiceOptions) -> dict[str, str]:
@@ -121,22 +133,31 @@ def kafka_services(stack: ExitStack, workdir: Path, options: ServiceOptions) -> 
 CONFIGS: Mapping[str, Config] = {
     "embedded": Config(
         "embedded",
-        "SQLite + in-process cache, relay and consumer",
+        "SQLite + in-process cache, relay, consumer and risk workers (make run: all in one process)",
         embedded_services,
-        ("post", "get", "memory"),
+        ("post", "memory"),
+        post_goal=0.5,
+        count_drain=True,
     ),
     "embedded-api": Config(
         "embedded-api",
         "SQLite, API only: relay and consumer off (their work left to other processes)",
         embedded_api_services,
-        ("post",),
+        ("post", "get"),
         relays=False,
+        post_goal=0.8,
+        get_goal=0.9,
     ),
     "pg-redis": Config(
         "pg-redis",
-        "PostgreSQL + Redis, in-process relay and consumer",
-        pg_redis_services,
+        "PostgreSQL + Redis, API only (commit->publish: a server with in-process relay and consumer)",
+        pg_redis_api_services,
         ("post", "get", "latency"),
+        relays=False,
+        latency_env=RELAY_ON,
+        post_baseline="bare-pg",
+        post_goal=0.8,
+        get_goal=0.8,
     ),
     "kafka": Config(
         "kafka",

@@ -24,14 +24,16 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
+import bodies
 from analytics_bench import analytics_lines
-from common import BenchError, body_with_version, load_average, machine_header, pin_self, snapshot_payload
+from bodies import BODIES, GOAL_BODY, BenchBody
+from common import BenchError, load_average, machine_header, pin_self
 from configs import CONFIGS, Config, ServiceOptions
-from http_bench import RunOptions, bench_commit_to_publish, bench_get, bench_memory, bench_post
+from http_bench import RunOptions, bench_commit_to_publish, bench_get, bench_memory, bench_post, prepare_body
 from kafka_bench import KafkaOptions, bench_kafka
 from load import LoadOptions
 from report import Line, table
-from server import ServerSpec, default_server_argv, running_server
+from server import Server, ServerSpec, default_server_argv, running_server
 from status_bench import status_lines
 
 BENCHMARKS = ("post", "get", "memory", "latency", "relay", "worker", "e2e")
@@ -50,6 +52,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="default all: " + ", ".join(ALL_CONFIGS),
     )
     add("--only", help=f"comma-separated subset of {','.join(BENCHMARKS)}")
+    add(
+        "--bodies",
+        default=",".join(BODIES),
+        help=f"POST bodies, comma-separated (default {','.join(BODIES)})",
+    )
     add("--rounds", type=int, default=5, help="alternating rounds per comparison (default 5)")
     add("--duration", type=int, default=3, help="seconds per wrk run (default 3)")
     add("--warmup", type=int, default=1, help="warm-up seconds per endpoint (default 1)")
@@ -70,6 +77,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.rounds < 1 or args.duration < 1:
         parser.error("--rounds and --duration must be at least 1")
     args.only = tuple(args.only.split(",")) if args.only else BENCHMARKS
+    args.bodies = tuple(args.bodies.split(","))
+    if set(args.bodies) - set(BODIES):
+        parser.error(
+            f"--bodies: unknown {sorted(set(args.bodies) - set(BODIES))}; choose from {','.join(BODIES)}"
+        )
     unknown = set(args.only) - set(BENCHMARKS)
     if unknown:
         parser.error(f"--only: unknown {sorted(unknown)}; choose from {','.join(BENCHMARKS)}")
@@ -89,36 +101,45 @@ def server_argv(command: str | None) -> tuple[str, ...]:
     return tuple(argv)
 
 
-def run_http(
-    config: Config,
-    spec: ServerSpec,
-    load: LoadOptions,
-    payload: str,
-    body_file: Path,
-    args: argparse.Namespace,
-) -> list[Line]:
-    """POST/GET ratios and commit->publish latency on one server; memory on a fresh one."""
+def run_http(config: Config, spec: ServerSpec, load: LoadOptions, args: argparse.Namespace) -> list[Line]:
+    """POST ratios for every body, GET ratio and commit->publish latency (body a) on one
+    server; memory on a fresh one."""
     workdir = load.workdir
     run = RunOptions(args.rounds, args.duration, args.warmup, args.drain_timeout, config.relays)
     selected = [b for b in config.benchmarks if b in args.only]
     lines: list[Line] = []
     if {"post", "get", "latency"} & set(selected):
         with running_server(spec, workdir) as server:
+            goal_body = prepare_body(GOAL_BODY, server, workdir)
             if "post" in selected:
-                lines += bench_post(config.name, server, body_file, payload, load, run)
+                for name in args.bodies:
+                    body = goal_body if name == GOAL_BODY else prepare_body(name, server, workdir)
+                    print(f"  body {name}: {len(body.bytes_for('x' * 20))} bytes, {BODIES[name].description}")
+                    lines += bench_post(config, server, body, load, run)
             if "get" in selected:
-                lines += bench_get(config.name, server, payload, load, run)
+                lines += bench_get(config, server, goal_body, load, run)
             if "latency" in selected:
                 lines += bench_commit_to_publish(
-                    config.name, server, payload, args.latency_posts, args.latency_rate, args.drain_timeout
+                    config.name,
+                    server,
+                    goal_body.payload,
+                    args.latency_posts,
+                    args.latency_rate,
+                    args.drain_timeout,
                 )
     if "memory" in selected:
         with running_server(spec, workdir) as fresh:
-            print(f"  MEM: {args.memory_posts} POSTs on a fresh server ...", flush=True)
-            lines.append(
-                bench_memory(config.name, fresh, body_file, load, args.memory_posts, args.drain_timeout)
-            )
+            print(f"  MEM: {args.memory_posts} POSTs of body {GOAL_BODY} on a fresh server ...", flush=True)
+            body = prepare_body(GOAL_BODY, fresh, workdir)
+            lines += bench_memory(config.name, fresh, body, load, args.memory_posts, args.drain_timeout)
     return lines
+
+
+def latency(config: Config, server: Server, body: BenchBody, args: argparse.Namespace) -> list[Line]:
+    """commit->publish of paced writes of ``body``."""
+    return bench_commit_to_publish(
+        config.name, server, body.payload, args.latency_posts, args.latency_rate, args.drain_timeout
+    )
 
 
 def run_config(config: Config, args: argparse.Namespace, workdir: Path) -> list[Line]:
@@ -132,12 +153,12 @@ def run_config(config: Config, args: argparse.Namespace, workdir: Path) -> list[
     print(f"\nconfig {config.name}: {config.description}; benchmarks {','.join(selected)}", flush=True)
     with ExitStack() as stack:
         spec = ServerSpec(argv, config.services(stack, config_dir, ServiceOptions(args.pg_fsync)))
-        payload = snapshot_payload()
-        body_file = config_dir / "snapshot.json"
-        body_file.write_text(payload)
         load = LoadOptions(args.threads, args.connections, config_dir)
-        lines = run_http(config, spec, load, payload, body_file, args)
+        lines = run_http(config, spec, load, args)
         if {"relay", "worker", "e2e"} & set(selected):
+            payload = bodies.payload(GOAL_BODY)
+            body_file = config_dir / "snapshot.json"
+            body_file.write_text(payload)
             opts = KafkaOptions(
                 args.kafka_events, args.rounds, args.e2e_seconds, args.e2e_rate, args.drain_timeout
             )
@@ -148,9 +169,8 @@ def run_config(config: Config, args: argparse.Namespace, workdir: Path) -> list[
 def run_all(args: argparse.Namespace, workdir: Path) -> list[Line]:
     """Every selected configuration in turn; a failing one gives a FAILED line, the rest still run."""
     names = ALL_CONFIGS if args.config == "all" else (args.config,)
-    payload_size = len(body_with_version(snapshot_payload(), "x" * 20))
     server = " ".join(server_argv(args.server_cmd))
-    print(f"snapshot payload: {payload_size} bytes (20 strategies); server: {server}")
+    print(f"bodies {','.join(args.bodies)} (bench/bodies.py; goals on body {GOAL_BODY}); server: {server}")
     lines: list[Line] = []
     for name in names:
         try:

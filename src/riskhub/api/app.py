@@ -47,6 +47,7 @@ def create_app(settings: Settings, *, components: Components | None = None) -> F
             async with reloading_tokens(auth, tokens, settings.tokens_reload_sec):
                 yield
         finally:
+            await bench.close(app)
             await parts.stop()
 
     # Swagger UI and ReDoc with their assets served by the hub (no CDN: the docs work offline).
