@@ -110,13 +110,19 @@ class NoCache:
 
 # Replace the entry only if the offered snapshot ranks at least as high; value and expiry are
 # set by one SET ... PX inside the script, so no reader ever sees one without the other.
+# Every scope's key in one call (the payload crosses the network once); only the stored rank is
+# read back (GETRANGE: the value may be megabytes). The keys of one world: one node, no cluster.
 _OFFER_IF_NEWER = """
-local current = redis.call('GET', KEYS[1])
-if current and string.sub(current, 1, 40) > ARGV[1] then
-  return 0
+local value = ARGV[1] .. ARGV[2]
+local written = 0
+for _, key in ipairs(KEYS) do
+  local current = redis.call('GETRANGE', key, 0, 39)
+  if current == '' or current <= ARGV[1] then
+    redis.call('SET', key, value, 'PX', ARGV[3])
+    written = written + 1
+  end
 end
-redis.call('SET', KEYS[1], ARGV[1] .. ARGV[2], 'PX', ARGV[3])
-return 1
+return written
 """
 _RANK_BYTES = 40
 # Microseconds from 0001-01-01 to the Unix epoch: ranks count from year 1, never negative, so 20
@@ -160,13 +166,12 @@ class RedisCache:
         ttl_ms = min(int((snapshot.expires_at - self._clock()).total_seconds() * 1000), self._max_age_ms)
         if ttl_ms <= 0:
             return 0
+        keys = [self._key(snapshot.world_id, scope) for scope in scopes]
+        if not keys:
+            return 0
         rank, value = _encode(snapshot)
-        written = 0
         with _driver_errors():
-            for scope in scopes:
-                key = self._key(snapshot.world_id, scope)
-                written += int(await self._offer(keys=[key], args=[rank, value, ttl_ms]))
-        return written
+            return int(await self._offer(keys=keys, args=[rank, value, ttl_ms]))
 
     async def forget(self, world_id: str, scopes: Iterable[str | None]) -> None:
         """DEL the world's keys in these scopes."""

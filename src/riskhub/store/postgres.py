@@ -78,6 +78,18 @@ def _filters(stage: str | None, actor: str | None, first: int) -> tuple[str, lis
     return " ".join(clauses), params
 
 
+class StatelessConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A pooled connection released without asyncpg's reset query (unlock advisory locks, CLOSE
+    ALL, UNLISTEN, RESET ALL): one more round trip per call, ~100 us of a write. The store leaves
+    nothing to reset: its locks are transaction-scoped, it declares no cursors and sets nothing
+    for the session, and it LISTENs on a connection of its own. asyncpg still rolls back a
+    transaction left open by a cancelled call."""
+
+    def get_reset_query(self) -> str:
+        """Nothing to reset."""
+        return ""
+
+
 class PostgresStore:
     """``SnapshotStore`` on PostgreSQL."""
 
@@ -111,6 +123,7 @@ class PostgresStore:
                 max_size=self._max,
                 command_timeout=self._command_timeout_s,
                 server_settings={"synchronous_commit": "on", **settings},
+                connection_class=StatelessConnection,
             )
         if migrate:
             await self.migrate()
