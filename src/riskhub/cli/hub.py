@@ -11,7 +11,6 @@ import sys
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -138,6 +137,7 @@ def _run_processes_until_stopped(config: uvicorn.Config) -> None:
     try:
         supervisor.run()
     finally:
+        _ignore_stop_signals()  # installed after the children started: they keep the default
         sock.close()
     if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
         typer.echo("error: a server process could not start (the log above says why)", err=True)
@@ -186,14 +186,18 @@ def _run_until_stopped(server: uvicorn.Server) -> None:
 
     Once shut down, uvicorn raises the signal again into the handlers it found at its start,
     so that the process dies of it: `uv run` then exits 130 (143) and `make run` adds
-    "make: *** [run] Error 130". The handlers it finds here let the repeat pass."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, _stop_already_handled)
+    "make: *** [run] Error 130". Finding the signals ignored, it lets the repeat pass."""
+    _ignore_stop_signals()
     server.run()
 
 
-def _stop_already_handled(signum: int, frame: FrameType | None) -> None:
-    """uvicorn's re-raise after a graceful shutdown: nothing is left to do."""
+def _ignore_stop_signals() -> None:
+    """A stop already under way needs no second one. Ignored, not a Python handler that does
+    nothing: `uv run` may forward the terminal's Ctrl-C once more, late, and while the
+    interpreter shuts down Python resets its own handlers to the default, which would let
+    that copy kill the process (exit 130) after a clean stop; an ignored signal stays ignored."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 MetricsPort = Annotated[int, typer.Option(help="Prometheus /metrics port (0: off)")]
