@@ -1,7 +1,8 @@
 """The one composition root: builds store, cache, blobs, bus, hub, relay and consumer from Settings.
 
 Nothing configured -> embedded (SQLite file, in-process cache, files, in-process bus) under
-``data_dir``; each ``*_url`` setting swaps in the production implementation of that part only.
+``data_dir``, with no cache when ``serve_workers`` > 1 processes share the file; each ``*_url``
+setting swaps in the production implementation of that part only.
 """
 
 from __future__ import annotations
@@ -111,8 +112,9 @@ def _is_postgres(database_url: str | None) -> bool:
 
 
 def build_cache(settings: Settings) -> LatestCache:
-    """Redis if ``redis_url`` is set; else in-process next to SQLite (one process per file), and
-    none next to PostgreSQL (replicas share the store, an in-process cache would go stale)."""
+    """Redis if ``redis_url`` is set; else in-process next to SQLite served by one process, and
+    none where processes share the store (PostgreSQL, or SQLite under ``serve --workers N``):
+    an in-process cache would keep serving what another process has since replaced."""
     if settings.redis_url is not None:
         return RedisCache(
             settings.redis_url,
@@ -120,7 +122,8 @@ def build_cache(settings: Settings) -> LatestCache:
             clock=utc_now,
             max_age_s=settings.cache_max_age_sec,
         )
-    return NoCache() if _is_postgres(settings.database_url) else MemoryCache()
+    shared = _is_postgres(settings.database_url) or settings.serve_workers > 1
+    return NoCache() if shared else MemoryCache()
 
 
 def build_blobs(settings: Settings) -> BlobStore:

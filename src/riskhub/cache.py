@@ -5,8 +5,9 @@ entry is only ever replaced by a newer snapshot (greatest ``as_of``, ties by ``c
 retried old version or a backfill cannot regress it. Expired entries are returned as they are:
 the hub must answer "expired", not fall back to an older snapshot.
 
-A shared store needs a shared cache: an in-process cache next to PostgreSQL would keep serving
-what another replica has since replaced, so that combination gets ``NoCache``. A Redis entry lives
+A shared store needs a shared cache: an in-process cache next to PostgreSQL, or next to a SQLite
+file that ``serve --workers N`` processes share, would keep serving what another process has
+since replaced, so those combinations get ``NoCache``. A Redis entry lives
 at most ``max_age_s``: a refresh the hub could not make (Redis down, the process gone between
 commit and refresh) leaves an older snapshot "latest" for that long at most, never for its TTL.
 """

@@ -21,6 +21,7 @@ HOST: Final = "127.0.0.1"
 PORT: Final = 8000
 DATA_DIR: Final = Path("riskhub-data")
 TOKEN_FILE: Final = "token"  # in the data dir: the token `serve` generates when none is set
+SERVE_WORKERS: Final = 1  # server processes of `riskhub serve` on its one port
 # Contract
 DEFAULT_TTL_S: Final = 900
 MAX_TTL_S: Final = 86_400
@@ -93,6 +94,9 @@ class Settings(BaseSettings):
     # HTTP
     host: str = HOST
     port: int = PORT
+    # `serve --workers`: processes on the one port (env RISKHUB_SERVE_WORKERS, since
+    # RISKHUB_WORKERS names the consumer's worker handlers below).
+    serve_workers: int = Field(SERVE_WORKERS, ge=1)
     tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     read_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = MAX_BODY_BYTES

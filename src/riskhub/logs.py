@@ -16,7 +16,8 @@ from pythonjsonlogger.json import JsonFormatter
 
 LogFormat = Literal["text", "json"]
 MAX_LOGGED_CHARS = 200
-_TEXT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+# The pid tells apart the lines of processes that share one log (`riskhub serve --workers N`).
+_TEXT = "%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s"
 _ISO_TIME = "%Y-%m-%dT%H:%M:%S%z"
 # The attributes every LogRecord has; anything else on a record came in through ``extra``.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -60,7 +61,7 @@ def configure_logging(level: str, log_format: LogFormat = "text") -> None:
         logger.propagate = True
 
 
-_JSON_NAMES: dict[str, Any] = {"asctime": "time", "levelname": "level", "name": "logger"}
+_JSON_NAMES: dict[str, Any] = {"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"}
 
 
 def _without_colors(record: logging.LogRecord) -> bool:

@@ -126,6 +126,41 @@ async def test_store_outbox_is_claimed_in_order_and_marked(store: SnapshotStore)
         assert batch.events[0].attempts == 1
 
 
+def another_store_on(store: SnapshotStore, tmp_path: Path, production: Production | None) -> SnapshotStore:
+    """A second store on the same database, as another process would open it."""
+    if isinstance(store, SqliteStore):
+        return SqliteStore(tmp_path / "store.sqlite3")
+    assert production is not None
+    return PostgresStore(production.postgres.dsn, schema=production.namespace)
+
+
+async def test_store_two_claimers_never_hold_the_same_events(
+    store: SnapshotStore, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """However many relays run (one per `serve` process), each event is claimed by one pass."""
+    production = request.getfixturevalue("production") if isinstance(store, PostgresStore) else None
+    other = another_store_on(store, tmp_path, production)
+    await other.open()
+    for i in range(4):
+        await store.insert_snapshot(
+            snapshot(f"v{i}", world=f"w{i % 2}"), event(f"w{i % 2}", f"e{i}", f"v{i}")
+        )
+
+    async def claimed_by_other() -> list[str]:
+        async with other.claim_outbox(10) as batch:
+            return [e.event_id for e in batch.events]
+
+    try:
+        async with store.claim_outbox(10) as first:
+            assert [e.event_id for e in first.events] == ["e0", "e1", "e2", "e3"]
+            second = asyncio.create_task(claimed_by_other())
+            await asyncio.sleep(0.2)  # the other claims now: it must not get what this pass holds
+            await first.mark_published([e.id for e in first.events])
+        assert await second == []
+    finally:
+        await other.close()
+
+
 async def test_store_processed_keys_are_unique_and_dlq_can_be_reprocessed(store: SnapshotStore) -> None:
     rows = [WorkerResult("stress", {"x": 1})]
     assert await store.record_outcomes([Outcome("k1", "processed", rows)]) == [True]

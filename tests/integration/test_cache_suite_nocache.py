@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from test_adapter_suites import snapshot  # the shared suite's snapshots
 
+from riskhub.bootstrap import build_cache
 from riskhub.cache import MemoryCache, NoCache
+from riskhub.config import Settings
 
 SCOPES: list[tuple[str | None, ...]] = [(None,), ("paper",), (None, "paper"), (None, "paper", "live")]
 
@@ -105,3 +108,18 @@ async def test_control_the_same_offer_is_written_and_hit_on_a_memory_cache(
     for scope in scopes:
         assert await cache.get("w1", scope) == offered
     await cache.close()
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({}, MemoryCache),  # one process on its SQLite file
+        ({"serve_workers": 2}, NoCache),  # processes share the file: A's cache would miss B's writes
+        ({"database_url": "postgresql://hub@db/riskhub"}, NoCache),  # replicas share the database
+    ],
+    ids=["embedded", "embedded-2-workers", "postgres"],
+)
+def test_a_store_shared_by_processes_gets_no_in_process_cache(
+    tmp_path: Path, settings: dict[str, Any], expected: type
+) -> None:
+    assert type(build_cache(Settings(data_dir=tmp_path, **settings))) is expected

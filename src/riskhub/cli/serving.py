@@ -1,5 +1,5 @@
-"""uvicorn's server as ``riskhub serve`` runs it: one Ctrl-C or SIGTERM stops it gracefully and
-the process exits 0, however the signal reaches it."""
+"""uvicorn's server as ``riskhub serve`` runs it in one process: one Ctrl-C stops it gracefully,
+however many copies of the signal reach it."""
 
 from __future__ import annotations
 
@@ -29,22 +29,3 @@ class GracefulServer(uvicorn.Server):
         elif sig == signal.SIGINT and now - self._stop_asked_at < RELAYED_COPY_WINDOW_S:
             return
         super().handle_exit(sig, frame)
-
-
-def run_until_stopped(server: uvicorn.Server) -> None:
-    """Serve until Ctrl-C or SIGTERM, then return: a stop that was asked for exits 0.
-
-    Once shut down, uvicorn raises the signal again into the handlers it found at its start,
-    so that the process dies of it: `uv run` then exits 130 (143) and `make run` adds
-    "make: *** [run] Error 130". The handlers it finds here let the repeat pass; afterwards the
-    signals are ignored, so a relayed copy arriving while the interpreter exits (Python then
-    restores default handlers, but not ignored ones) cannot kill the process either."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, _stop_already_handled)
-    server.run()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
-
-
-def _stop_already_handled(signum: int, frame: FrameType | None) -> None:
-    """uvicorn's re-raise after a graceful shutdown: nothing is left to do."""

@@ -93,6 +93,9 @@ async def check_cache(settings: Settings) -> Verdict:
                 "RISKHUB_REDIS_URL is not set: required with PostgreSQL (the runbook); every read"
                 " goes to the database and `backfill` has no cache to fill"
             )
+        if settings.serve_workers > 1:
+            processes = f"{settings.serve_workers} `serve` processes share the SQLite file"
+            return State.OK, f"no latest cache ({processes}): every read goes to the file"
         return State.OK, "in-process latest cache (embedded, one hub process)"
     cache = build_cache(settings)
     try:

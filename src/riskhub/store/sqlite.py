@@ -1,9 +1,11 @@
-"""Embedded store: one SQLite file in WAL mode, used from one dedicated thread.
+"""Embedded store: one SQLite file in WAL mode, used from one dedicated thread per process.
 
 Every public method is one hop to that thread running one short transaction, so the event loop
-never blocks on disk and SQLite never sees two writers. ``synchronous=NORMAL`` in WAL mode keeps
-every committed transaction across a crash of the process (FULL also across power loss).
-Embedded mode is one hub process per data directory; several replicas need PostgreSQL.
+never blocks on disk and a process never writes from two threads. ``synchronous=NORMAL`` in WAL
+mode keeps every committed transaction across a crash of the process (FULL also across power
+loss). The processes of one host may share the file (``riskhub serve --workers N``): writers
+wait for each other (``busy_timeout``), and relays take turns (``sqlite_shared``). Replicas on
+several hosts need PostgreSQL.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from riskhub.store.sqlite_schema import (
     snapshot_of,
 )
 from riskhub.store.sqlite_schema import migrate as apply_migrations
+from riskhub.store.sqlite_shared import BUSY_TIMEOUT_MS, OutboxClaimLock, enable_wal
 from riskhub.store.sqlite_writes import insert_batch, insert_event, record_outcomes
 
 T = TypeVar("T")
@@ -95,6 +98,7 @@ class SqliteStore:
         self._executor = _new_thread()  # replaced on open() after close()
         self._closed = False
         self._conn: sqlite3.Connection | None = None
+        self._claims = OutboxClaimLock(path)
         # Group commit: a batch of concurrent inserts is one transaction, one hop and one commit.
         self._inserts: Batcher[tuple[StoredSnapshot, NewOutboxEvent], InsertResult] = Batcher(
             self._write_inserts, max_batch=MAX_GROUP_COMMIT, name="sqlite-group-commit"
@@ -126,9 +130,9 @@ class SqliteStore:
     def _connect(self, create: bool) -> sqlite3.Connection:
         target = str(self._path) if create else f"{self._path.absolute().as_uri()}?mode=rw"
         conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False, uri=not create)
-        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        enable_wal(conn)
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
-        conn.execute("PRAGMA busy_timeout=5000")
         conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
         return conn
 
@@ -139,6 +143,7 @@ class SqliteStore:
             conn, self._conn = self._conn, None
             await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
         self._executor.shutdown(wait=True)
+        self._claims.close()
         self._closed = True
 
     async def ping(self) -> None:
@@ -150,7 +155,8 @@ class SqliteStore:
         return SchemaVersions(tuple(await self._run(applied_migrations)), tuple(v for v, _ in MIGRATIONS))
 
     async def listen(self, on_commit: Callable[[], None]) -> None:
-        """One process per SQLite file: the hub's in-process wake-up is enough."""
+        """Nothing to listen to: each process's commits wake its own relay, whose pass takes
+        every pending row, other processes' too."""
 
     async def insert_snapshot(self, snapshot: StoredSnapshot, event: NewOutboxEvent) -> InsertResult:
         """Snapshot + outbox row in one transaction; idempotent on equal content.
@@ -219,15 +225,17 @@ class SqliteStore:
 
     @asynccontextmanager
     async def claim_outbox(self, limit: int) -> AsyncIterator[_Batch]:
-        """Pending events in outbox order (one relay per process, so nothing to lock)."""
+        """Pending events in outbox order, under the file's claim lock: one pass at a time across
+        processes, its marks made before the next pass reads."""
         sql = (
             "SELECT o.id, o.world_id, o.event_id, o.event_type, o.correlation_id, o.created_at_us,"
             " s.payload, o.extra, o.attempts, o.data FROM risk_outbox o LEFT JOIN risk_snapshots s"
             " ON s.world_id = o.world_id AND s.version = o.version"
             " WHERE o.status = 'pending' ORDER BY o.id LIMIT ?"
         )
-        rows = await self._run(lambda conn: conn.execute(sql, [limit]).fetchall())
-        yield _Batch(self, [_outbox_event(row) for row in rows])
+        async with self._claims.held():
+            rows = await self._run(lambda conn: conn.execute(sql, [limit]).fetchall())
+            yield _Batch(self, [_outbox_event(row) for row in rows])
 
     async def mark_published(self, ids: Sequence[int]) -> None:
         """Mark events sent."""

@@ -115,7 +115,11 @@ def applied_migrations(conn: sqlite3.Connection) -> list[int]:
 
 
 def migrate(conn: sqlite3.Connection) -> None:
-    """Apply the migrations not yet applied, each in its own transaction."""
+    """Apply the migrations not yet applied, each in its own transaction.
+
+    Several processes may open one file at once (``serve --workers N``): each migration is
+    checked again under the write lock, so the process that waited for another's migration
+    skips it instead of failing on "table already exists"."""
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations"
         " (version INTEGER PRIMARY KEY, applied_at_us INTEGER NOT NULL)"
@@ -126,6 +130,9 @@ def migrate(conn: sqlite3.Connection) -> None:
             continue
 
         def apply(version: int = version, statements: list[str] = statements) -> None:
+            done = "SELECT 1 FROM schema_migrations WHERE version = ?"
+            if conn.execute(done, [version]).fetchone() is not None:
+                return
             for statement in statements:
                 conn.execute(statement)
             conn.execute(
