@@ -103,12 +103,18 @@ def server_argv(command: str | None) -> tuple[str, ...]:
 
 def run_http(config: Config, spec: ServerSpec, load: LoadOptions, args: argparse.Namespace) -> list[Line]:
     """POST ratios for every body, GET ratio and commit->publish latency (body a) on one
-    server; memory on a fresh one."""
+    server; memory on a fresh one. A configuration with ``latency_env`` measures the latency
+    first, on a server of its own with those settings: an API-only server never relays, so its
+    events would still be in the shared outbox."""
     workdir = load.workdir
     run = RunOptions(args.rounds, args.duration, args.warmup, args.drain_timeout, config.relays)
     selected = [b for b in config.benchmarks if b in args.only]
+    latency_apart = "latency" in selected and config.latency_env is not None
     lines: list[Line] = []
-    if {"post", "get", "latency"} & set(selected):
+    if latency_apart and config.latency_env is not None:
+        with running_server(spec.with_env(**config.latency_env), workdir) as server:
+            lines += latency(config, server, prepare_body(GOAL_BODY, server, workdir), args)
+    if {"post", "get"} & set(selected) or ("latency" in selected and not latency_apart):
         with running_server(spec, workdir) as server:
             goal_body = prepare_body(GOAL_BODY, server, workdir)
             if "post" in selected:
@@ -118,15 +124,8 @@ def run_http(config: Config, spec: ServerSpec, load: LoadOptions, args: argparse
                     lines += bench_post(config, server, body, load, run)
             if "get" in selected:
                 lines += bench_get(config, server, goal_body, load, run)
-            if "latency" in selected:
-                lines += bench_commit_to_publish(
-                    config.name,
-                    server,
-                    goal_body.payload,
-                    args.latency_posts,
-                    args.latency_rate,
-                    args.drain_timeout,
-                )
+            if "latency" in selected and not latency_apart:
+                lines += latency(config, server, goal_body, args)
     if "memory" in selected:
         with running_server(spec, workdir) as fresh:
             print(f"  MEM: {args.memory_posts} POSTs of body {GOAL_BODY} on a fresh server ...", flush=True)
