@@ -5,7 +5,7 @@ UV := python3 -m uv
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test bench fuzz soak lint format sync ensure-uv system-deps
+.PHONY: run test bench profile fuzz soak lint format sync ensure-uv system-deps
 
 ensure-uv:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check "uv>=0.4,<1"
@@ -33,6 +33,10 @@ test: system-deps sync lint
 
 bench: system-deps sync
 	$(UV) run --frozen python bench/run.py $(BENCH_ARGS)
+
+# Where a write's CPU goes under load (py-spy on the server); PROFILE_ARGS e.g. "--config embedded-api".
+profile: system-deps sync
+	$(UV) run --frozen python bench/hotspots.py $(PROFILE_ARGS)
 
 fuzz: system-deps sync
 	RISKHUB_FUZZ_EXAMPLES=$${RISKHUB_FUZZ_EXAMPLES:-500} $(UV) run --frozen pytest -q tests/e2e/test_fuzz_api.py
