@@ -13,9 +13,10 @@ Daily variances and covariances are mostly such tiny floats (hundreds per snapsh
 respelled as text, never as numbers and never one by one in Python: the digits stay, only their
 layout changes (``0.0000`` + ``393`` -> ``3`` ``.`` ``93`` ``e-05``). Text inside strings must not
 be touched: without backslashes every other quote opens a string, so splitting on quotes isolates
-the text between strings, and only that is rewritten. Anything else (a backslash, non-ASCII,
-DEL, a refused value, a number such as ``10.00001`` that only looks tiny) goes to ``json.dumps``.
-A property test compares this module with ``json.dumps`` on generated documents.
+the text between strings, and only that is rewritten. A tiny float starts a number: ``0.0000``
+after a digit is the middle of one (``10.00001``), which both spell alike. Anything else (a
+backslash, non-ASCII, DEL, a refused value) goes to ``json.dumps``. A property test compares this
+module with ``json.dumps`` on generated documents.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ from typing import Any
 import orjson
 
 # The two spellings orjson gives tiny floats, as ``re.split`` patterns: the groups are the pieces
-# Python's spelling rearranges. A literal prefix keeps each search at memchr speed.
-_DECIMAL_TINY = re.compile(rb"0\.0000([1-9])(\d*)")  # 0.0000393 -> ("3", "93")
+# Python's spelling rearranges. A literal prefix keeps each search at memchr speed; the lookbehind
+# after it skips a ``0.0000`` inside a number (10.00001).
+_DECIMAL_TINY = re.compile(rb"0\.0000(?<!\d0\.0000)([1-9])(\d*)")  # 0.0000393 -> ("3", "93")
 _SHORT_EXPONENT = re.compile(rb"e-([1-9])(?!\d)")  # e-7 -> ("7",)
-_NUMBER_STARTS = (b":0.0000", b",0.0000", b"[0.0000", b"-0.0000")  # what may precede a number
 _NOT_BETWEEN_STRINGS = b"\0"  # joins the text between strings; JSON text never holds a raw NUL
 _DOT_UNLESS_EMPTY = {b"": b""}  # .get(rest, b".")
 
@@ -51,36 +52,27 @@ def canonical_json(obj: Any) -> bytes:
         return _reference(obj)  # an escaped quote would break the quote parity below
     pieces = raw.split(b'"')
     between_strings = _NOT_BETWEEN_STRINGS.join(pieces[0::2])
-    if _numbers_only_look_tiny(between_strings):
-        return _reference(obj)
     pieces[0::2] = _respell_tiny_floats(between_strings).split(_NOT_BETWEEN_STRINGS)
     return b'"'.join(pieces)
 
 
-def _numbers_only_look_tiny(text: bytes) -> bool:
-    """True when a ``0.0000`` in ``text`` (no strings in it) is not the start of a number: the
-    middle of ``10.00001``, which json.dumps then writes."""
-    markers = text.count(b"0.0000")
-    return markers > 0 and markers != sum(map(text.count, _NUMBER_STARTS))
-
-
 def _respell_tiny_floats(text: bytes) -> bytes:
     """orjson's tiny floats in ``text`` (no strings in it) spelled as Python spells them."""
-    if b"0.0000" in text:
-        # [before, first, rest, between, first, rest, ..., after] -> before first . rest e-05 ...
-        parts = _DECIMAL_TINY.split(text)
-        firsts, rests = parts[1::3], parts[2::3]
-        spelled: list[bytes] = [b"e-05"] * (5 * len(firsts) + 1)
-        spelled[0::5] = parts[0::3]
-        spelled[1::5] = firsts
-        spelled[2::5] = map(_DOT_UNLESS_EMPTY.get, rests, repeat(b"."))
-        spelled[3::5] = rests
-        text = b"".join(spelled)
-    if b"e-" in text:
+    if b"e-" in text:  # first: the decimals respelled below add an "e-05" each
         parts = _SHORT_EXPONENT.split(text)  # [before, digit, between, digit, ..., after]
         spelled = [b"e-0"] * (3 * (len(parts) // 2) + 1)
         spelled[0::3] = parts[0::2]
         spelled[2::3] = parts[1::2]
+        text = b"".join(spelled)
+    if b"0.0000" in text:
+        # [before, first, rest, between, first, rest, ..., after] -> before first . rest e-05 ...
+        parts = _DECIMAL_TINY.split(text)
+        firsts, rests = parts[1::3], parts[2::3]
+        spelled = [b"e-05"] * (5 * len(firsts) + 1)
+        spelled[0::5] = parts[0::3]
+        spelled[1::5] = firsts
+        spelled[2::5] = map(_DOT_UNLESS_EMPTY.get, rests, repeat(b"."))
+        spelled[3::5] = rests
         text = b"".join(spelled)
     return text
 
